@@ -1,0 +1,7 @@
+"""`llara serve` command."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""

@@ -1,0 +1,189 @@
+"""Configuration as data: pydantic models loaded from YAML, overridden by ``key=value`` arguments.
+
+Layering follows RecBole: defaults in the classes below < the YAML file < command-line overrides.
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llara.errors import LlaraError
+
+PromptMode = Literal["text", "behavior", "hybrid", "id"]
+Schedule = Literal["curriculum", "direct", "two-stage"]
+SRModelName = Literal["sasrec", "gru4rec", "caser"]
+Protocol = Literal["generate", "rank"]
+
+LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are refused, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    """Which raw source to read and the protocol parameters (SPEC.md, "Data and protocol")."""
+
+    source: str = "movielens"
+    path: str | None = None
+    seed: int = 0
+    history_len: int = 10
+    min_history: int = 3
+    num_candidates: int = 20
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SRConfig(StrictModel):
+    """A conventional sequential recommender and how to fit it (SPEC.md, "SR baselines")."""
+
+    model: SRModelName = "sasrec"
+    dim: int = 64
+    dropout: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 256
+    l2: float = 1e-6
+    max_epochs: int = 100
+    patience: int = 10
+    seed: int = 0
+
+
+class ModelConfig(StrictModel):
+    """The LLM, its LoRA adapter and the prompt. ``base_model="smollm2"`` is the packaged offline model."""
+
+    base_model: str = "smollm2"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prompt_mode: PromptMode = "hybrid"
+    domain: str | None = None
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_LORA_TARGETS))
+    gradient_checkpointing: bool = False
+    load_in_bits: Literal[4, 8] | None = None
+
+
+class TrainConfig(StrictModel):
+    """Curriculum prompt tuning (SPEC.md, "The method", points 3 and 4)."""
+
+    data_dir: str | None = None
+    sr_checkpoint: str | None = None
+    out_dir: str | None = None
+    schedule: Schedule = "curriculum"
+    two_stage_text_epochs: int = 2
+    epochs: int = 5
+    max_steps: int | None = None
+    max_train_rows: int | None = None
+    batch_size: int = 128
+    micro_batch_size: int = 4
+    lr: float = 8e-4
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.01
+    weight_decay: float = 0.0
+    projector_weight_decay: float = 1e-5
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    seed: int = 0
+    eval_every: int | None = None
+    eval_rows: int | None = None
+    save_every: int | None = None
+    tensorboard: bool = False
+
+
+class EvalConfig(StrictModel):
+    """How to evaluate: protocols, batch size, which split."""
+
+    protocols: list[Protocol] = Field(default_factory=lambda: ["generate", "rank"])
+    split: Literal["val", "test"] = "test"
+    batch_size: int = 8
+    max_rows: int | None = None
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: every section a pipeline stage reads."""
+
+    name: str = "experiment"
+    data: DataConfig = Field(default_factory=DataConfig)
+    sr: SRConfig = Field(default_factory=SRConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=1e-4", "model.prompt_mode=text"]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise LlaraError(f"override {item!r} is not of the form key=value (e.g. train.lr=1e-4)")
+        node = nested
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise LlaraError(f"override {item!r} sets a field inside {part!r}, which is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return nested
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``update`` merged in, section by section."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LlaraError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise LlaraError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise LlaraError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def validate_config(cls: type[M], data: dict[str, Any], origin: str = "config") -> M:
+    """Build ``cls`` from ``data``; a validation failure becomes one LlaraError naming each bad field."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: "
+            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+            for err in exc.errors()
+        )
+        raise LlaraError(f"{origin}: {problems}") from None
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, cls: type[M] = ExperimentConfig
+) -> M:
+    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus ``key=value`` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    data = deep_merge(data, parse_overrides(overrides or []))
+    return validate_config(cls, data, origin=str(path) if path else "config")
+
+
+def dump_config(config: BaseModel) -> str:
+    """The config as YAML, every field spelled out (for run folders and reports)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
