@@ -6,6 +6,7 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -133,8 +134,18 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise LlaraError(f"override {item!r} sets a field inside {part!r}, which is not a section")
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _parse_value(raw)
     return nested
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _parse_value(raw: str) -> Any:
+    """A YAML scalar or collection; ``1e-4`` is a float (YAML 1.1 would read it as a string)."""
+    if _SCIENTIFIC.match(raw.strip()):
+        return float(raw)
+    return yaml.safe_load(raw)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
