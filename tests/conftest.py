@@ -16,3 +16,41 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is absent (set LLARA_SHARED_DATA to point at it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory):
+    """A prepared folder from the planted successor pattern (60 users x 15 items of 40; 576 train rows).
+
+    In every sample the target is the last history item + 1 (mod 40); dense item ids equal raw ids.
+    """
+    from llara.config import DataConfig
+    from llara.data.prepare import prepare_dataset
+
+    return prepare_dataset(DataConfig(source="synthetic", seed=0), tmp_path_factory.mktemp("tiny") / "prepared")
+
+
+def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, per_user: int = 8) -> Path:
+    """A small ML-100K-format folder: u.data (tab-separated) and u.item ('|'-separated, ISO-8859-1).
+
+    User u rates items u, u+1, ... (mod num_items, 1-based ids) at increasing times; item 1 is
+    "Usual Suspects, The (1995)" and item 2 "Cité des enfants perdus, La (1995)".
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for user in range(1, num_users + 1):
+        for step in range(per_user):
+            item = (user + step - 1) % num_items + 1
+            lines.append(f"{user}\t{item}\t{1 + step % 5}\t{880000000 + 1000 * user + step}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n", encoding="ascii")
+    titles = ["Usual Suspects, The (1995)", "Cité des enfants perdus, La (1995)"]
+    titles += [f"Movie {i} (19{50 + i % 50})" for i in range(3, num_items + 1)]
+    rows = [f"{i}|{t}|01-Jan-1995||http://x|0|1" for i, t in enumerate(titles, start=1)]
+    (folder / "u.item").write_bytes(("\n".join(rows) + "\n").encode("ISO-8859-1"))
+    return folder
+
+
+@pytest.fixture
+def ml_raw_folder(tmp_path: Path) -> Path:
+    """A fresh small ML-100K-format folder (see :func:`write_ml100k_folder`)."""
+    return write_ml100k_folder(tmp_path / "ml-small")

@@ -30,7 +30,11 @@ class StrictModel(BaseModel):
 
 
 class DataConfig(StrictModel):
-    """Which raw source to read and the protocol parameters (SPEC.md, "Data and protocol")."""
+    """Which raw source to read and the protocol parameters (SPEC.md, "Data and protocol").
+
+    ``source``: a name from ``llara.data.readers.READERS`` or ``llara`` (the authors' processed files);
+    ``options``: that reader's keyword options (e.g. ``{titles: items.csv}`` for ``tabular``).
+    """
 
     source: str = "movielens"
     path: str | None = None
@@ -46,13 +50,15 @@ class SRConfig(StrictModel):
     """A conventional sequential recommender and how to fit it (SPEC.md, "SR baselines")."""
 
     model: SRModelName = "sasrec"
-    dim: int = 64
-    dropout: float = 0.1
-    lr: float = 1e-3
-    batch_size: int = 256
-    l2: float = 1e-6
-    max_epochs: int = 100
-    patience: int = 10
+    dim: int = Field(64, ge=1)
+    max_len: int = Field(10, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    lr: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(256, ge=1)
+    l2: float = Field(1e-6, ge=0.0)
+    l2_grid: list[float] = Field(default_factory=list)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(10, ge=1)
     seed: int = 0
 
 
@@ -198,3 +204,54 @@ def load_config(
 def dump_config(config: BaseModel) -> str:
     """The config as YAML, every field spelled out (for run folders and reports)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# --- The experiment runner (`llara run`): variants of one experiment, compared on the same data ---
+
+VariantKind = Literal["sr", "zero-shot", "llara"]
+VARIANT_SECTIONS = ("sr", "model", "train", "eval")
+
+
+class VariantConfig(StrictModel):
+    """One row group of a run's results table: a name, a kind, and overrides of the run's sections.
+
+    ``sr`` variants evaluate a trained SR backbone; ``zero-shot`` evaluates the untuned base LLM;
+    ``llara`` variants are LoRA-tuned (text-only LoRA is ``model.prompt_mode: text``). The data section
+    cannot be overridden: every variant is scored on the same frozen candidates.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    kind: VariantKind = "llara"
+    sr: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)
+
+    def resolve(self, base: ExperimentConfig) -> ExperimentConfig:
+        """The run's sections with this variant's overrides merged in, validated."""
+        merged = base.model_dump(mode="json", include=set(ExperimentConfig.model_fields))
+        for section in VARIANT_SECTIONS:
+            merged[section] = deep_merge(merged[section], getattr(self, section))
+        merged["name"] = f"{base.name}-{self.name}"
+        return validate_config(ExperimentConfig, merged, origin=f"variant {self.name!r}")
+
+
+def _default_variants() -> list[VariantConfig]:
+    return [VariantConfig(name="sasrec", kind="sr"), VariantConfig(name="llara", kind="llara")]
+
+
+class RunConfig(ExperimentConfig):
+    """An experiment plus the variants to compare and the run folder (default ``runs/<name>``)."""
+
+    out_dir: str | None = None
+    variants: list[VariantConfig] = Field(default_factory=_default_variants)
+
+    def resolved_variants(self) -> list[tuple[VariantConfig, ExperimentConfig]]:
+        """Each variant with its fully resolved experiment config; refuses empty or duplicate names."""
+        if not self.variants:
+            raise LlaraError("the run config lists no variants; add at least one under `variants:`")
+        names = [variant.name for variant in self.variants]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise LlaraError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
+        return [(variant, variant.resolve(self)) for variant in self.variants]

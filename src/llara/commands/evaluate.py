@@ -1,7 +1,85 @@
-"""`llara evaluate` command."""
+"""`llara evaluate` and `llara recommend` commands."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+
+class ProtocolChoice(str, Enum):
+    """Which evaluation protocol(s) to run."""
+
+    generate = "generate"
+    rank = "rank"
+    both = "both"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("evaluate")(evaluate)
+    app.command("recommend")(recommend)
+
+
+def evaluate(
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A LLaRA export or an SR checkpoint folder."),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Evaluate this base LLM zero-shot (text prompts) instead of a checkpoint."
+    ),
+    data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
+    protocol: ProtocolChoice = typer.Option(ProtocolChoice.both, "--protocol", help="generate, rank or both."),
+    split: str = typer.Option("test", "--split", help="Which split to evaluate (val or test)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward pass."),
+    max_rows: int | None = typer.Option(None, "--max-rows", min=1, help="Evaluate only the first N rows."),
+    out: Path | None = typer.Option(None, "--out", help="Write predictions.parquet and metrics.json here."),
+) -> None:
+    """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
+    from accelerate import PartialState
+
+    from llara.evaluate import PROTOCOLS, evaluate_checkpoint
+
+    protocols = list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value]
+    result = evaluate_checkpoint(checkpoint, data, protocols, split, batch_size, max_rows, out, base_model)
+    if PartialState().is_main_process:
+        Console().print(metrics_table(result))
+        if out is not None:
+            Console().print(f"wrote {out}/predictions.parquet and {out}/metrics.json")
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """Every metric of every protocol: mean and 95% confidence interval."""
+    table = Table(title=f"{result['split']} split, {result['rows']} rows")
+    for header in ("protocol", "metric", "mean", "95% CI", "n"):
+        table.add_column(header, justify="right" if header in ("mean", "n") else "left")
+    for protocol, metrics in result["metrics"].items():
+        for name, summary in metrics.items():
+            interval = f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
+            table.add_row(protocol, name, f"{summary['mean']:.4f}", interval, str(summary["n"]))
+    return table
+
+
+def recommend(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A LLaRA export folder."),
+    history: list[str] = typer.Option(..., "--history", help="An item the user had, by title or id (repeat, oldest first)."),
+    candidates: list[str] | None = typer.Option(
+        None, "--candidates", help="A candidate item by title or id (repeat); default: drawn as the protocol does."
+    ),
+    k: int = typer.Option(10, "-k", "--top", min=1, help="How many recommendations to show."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing candidates."),
+    data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
+) -> None:
+    """Rank candidates for a history with a trained LLaRA model and print the top k."""
+    from llara.recommend import Recommender
+
+    recommender = Recommender.load(checkpoint, data)
+    ranked = recommender.recommend(history, candidates or None, k, seed)
+    table = Table(title="Recommendations (score: log-likelihood of the answer)")
+    for header in ("rank", "item", "title", "score"):
+        table.add_column(header, justify="left" if header == "title" else "right")
+    for rec in ranked:
+        table.add_row(str(rec.rank), str(rec.item_id), rec.title, f"{rec.score:.3f}")
+    Console().print(table)

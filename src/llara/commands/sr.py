@@ -1,5 +1,129 @@
-"""`llara sr ...` commands."""
+"""`llara sr ...`: train, evaluate and import the sequential recommenders (SASRec, GRU4Rec, Caser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-app = typer.Typer(help="sr commands.", no_args_is_help=True)
+app = typer.Typer(help="Sequential recommenders: train, evaluate, import the authors' checkpoints.", no_args_is_help=True)
+console = Console()
+
+#: label shown for each headline metric
+LABELS = {"hr@1": "HR@1", "hr@5": "HR@5", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10", "mrr": "MRR"}
+
+
+def _float_list(text: str, option: str) -> list[float]:
+    from llara.errors import LlaraError
+
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LlaraError(f"{option} {text!r} must be comma-separated numbers, e.g. 1e-3,1e-5,1e-7") from None
+
+
+def _sr_config(config: Path | None, values: dict[str, Any], overrides: list[str]):
+    """The SRConfig: defaults < the YAML file's ``sr`` section < ``-O key=value`` < explicit options."""
+    from llara.config import SRConfig, deep_merge, parse_overrides, read_yaml, validate_config
+
+    merged = read_yaml(config).get("sr", {}) if config else {}
+    merged = deep_merge(merged, parse_overrides(overrides))
+    merged = deep_merge(merged, {k: v for k, v in values.items() if v is not None})
+    return validate_config(SRConfig, merged, origin=str(config) if config else "sr options")
+
+
+@app.command("train")
+def train(
+    data: Path = typer.Option(..., "--data", help="Prepared data folder (llara data prepare)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (replaced when done)."),
+    model: str = typer.Option(None, "--model", "-m", help="sasrec, gru4rec or caser (default: sasrec)."),
+    l2: float = typer.Option(None, "--l2", help="L2 weight decay (default: 1e-6)."),
+    l2_grid: str = typer.Option(None, "--l2-grid", help="Comma-separated L2 values; keeps the best on validation HR@1."),
+    epochs: int = typer.Option(None, "--epochs", help="Most epochs (default from SRConfig)."),
+    patience: int = typer.Option(None, "--patience", help="Epochs without a better validation HR@1 before stopping."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (first seed with --seeds)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, help="Train this many seeds into OUT/seed-<s>, report mean and std."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    config: Path = typer.Option(None, "--config", help="YAML file whose `sr` section gives the defaults."),
+    override: list[str] = typer.Option(None, "--set", "-O", help="SRConfig field key=value (repeatable)."),
+) -> None:
+    """Train an SR model with BCE + one sampled negative, early stopping on validation HR@1."""
+    values = {
+        "model": model,
+        "l2": l2,
+        "l2_grid": _float_list(l2_grid, "--l2-grid") if l2_grid else None,
+        "max_epochs": epochs,
+        "patience": patience,
+        "seed": seed,
+    }
+    sr_config = _sr_config(config, values, override or [])
+    if seeds > 1:
+        _train_seeds(sr_config, data, out, seeds, resume, progress)
+        return
+    from llara.sr.checkpoint import read_sr_config
+    from llara.sr.train import train_sr
+
+    checkpoint = train_sr(sr_config, data, out, resume=resume, progress=progress)
+    record = read_sr_config(checkpoint)["training"]
+    console.print(
+        f"{sr_config.model}: best validation HR@1 {record['val_hr@1']:.4f} at epoch {record['best_epoch']}"
+        f" of {record['epoch']} ({record['seconds']:.0f} s). Checkpoint: [bold]{escape(str(checkpoint))}[/]"
+    )
+
+
+def _train_seeds(sr_config, data: Path, out: Path, seeds: int, resume: bool, progress: bool) -> None:
+    from llara.sr.seeds import SEEDS_REPORT, train_seeds
+
+    report = train_seeds(sr_config, data, out, seeds, resume=resume, progress=progress)
+    table = Table("seed", *LABELS.values(), "train s", title=f"{sr_config.model}: test metrics per seed")
+    for run in report["runs"]:
+        cells = [f"{run['metrics'][name]['mean']:.4f}" for name in LABELS]
+        table.add_row(str(run["seed"]), *cells, f"{run['train_seconds']:.0f}")
+    summary = report["summary"]
+    table.add_row("mean ± std", *[f"{summary[n]['mean']:.4f} ± {summary[n]['std']:.4f}" for n in LABELS], "", style="bold")
+    console.print(table)
+    console.print(f"Report: [bold]{escape(str(out / SEEDS_REPORT))}[/]")
+
+
+@app.command("evaluate")
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="SR checkpoint folder."),
+    data: Path = typer.Option(..., "--data", help="Prepared data folder with the same items."),
+    split: str = typer.Option("test", "--split", help="val or test."),
+    out: Path = typer.Option(None, "--out", "-o", help="metrics JSON (default: CHECKPOINT/metrics.json, or metrics-val.json)."),
+) -> None:
+    """Rank each row's frozen candidates; print HR@1, HR@5, NDCG@5, NDCG@10 and MRR with 95% CIs."""
+    from llara.sr.evaluate import evaluate_sr
+
+    out = out or checkpoint / ("metrics.json" if split == "test" else f"metrics-{split}.json")
+    metrics = evaluate_sr(checkpoint, data, split=split, out=out)
+    n = metrics["hr@1"]["n"]
+    table = Table("metric", "mean", "95% CI", title=escape(f"{checkpoint} on {split} ({n} rows)"))
+    for name, label in LABELS.items():
+        row = metrics[name]
+        table.add_row(label, f"{row['mean']:.4f}", f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+    console.print(table)
+    console.print(f"Metrics: [bold]{escape(str(out))}[/]")
+
+
+@app.command("import")
+def import_(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="The authors' .pt file (SASRec, GRU or Caser)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+) -> None:
+    """Convert an authors' SR checkpoint (pickled module) into ours, without executing the pickle."""
+    from llara.sr.authors import import_authors_checkpoint
+    from llara.sr.checkpoint import read_sr_config
+
+    folder = import_authors_checkpoint(checkpoint, out)
+    config = read_sr_config(folder)
+    console.print(
+        f"Imported {config['model_type']} ({config['num_items']} items, dim {config['dim']}, window "
+        f"{config['max_len']}) into [bold]{escape(str(folder))}[/]. Its item ids are the authors': "
+        "evaluate it on `llara data prepare llara --path ...` folders."
+    )

@@ -1,0 +1,86 @@
+"""Ranking metrics per row and their means with 95% confidence intervals.
+
+Shared by every evaluator (SR baselines, LLaRA's ranking and generation protocols):
+
+1. :func:`target_ranks` turns candidate scores into the 0-based rank of the target;
+2. :func:`ranking_metrics` turns ranks into per-row arrays (``hr@k``, ``ndcg@k``, ``mrr``);
+3. :func:`summarize` turns any per-row arrays into ``{name: {mean, ci_low, ci_high, n}}``.
+
+A rank of ``-1`` means "the target was not ranked" (e.g. a generated answer that names no candidate):
+it scores 0 on every metric, so such rows count in the denominator, as in the paper's HitRatio@1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from llara.errors import LlaraError
+
+UNRANKED = -1
+Z_95 = 1.959963984540054
+
+
+def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's target among its candidates (higher score = better).
+
+    Ties are broken pessimistically: every other candidate scoring the same as the target counts as
+    ranked above it, so a constant scorer ranks every target last and earns no credit (NaN scores,
+    anywhere in a row, count against the target too).
+    Accepts numpy arrays or CPU torch tensors: ``scores`` [B, C], ``target_pos`` [B] (column indices).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    target_pos = np.asarray(target_pos, dtype=np.int64)
+    if scores.ndim != 2 or target_pos.shape != (scores.shape[0],):
+        raise LlaraError(f"target_ranks needs scores [B, C] and target_pos [B]; got {scores.shape}, {target_pos.shape}")
+    if ((target_pos < 0) | (target_pos >= scores.shape[1])).any():
+        raise LlaraError(f"target positions must lie in 0..{scores.shape[1] - 1}")
+    target_scores = scores[np.arange(len(scores)), target_pos][:, None]
+    not_below = (scores >= target_scores) | np.isnan(scores) | np.isnan(target_scores)
+    return not_below.sum(axis=1).astype(np.int64) - 1
+
+
+def ranking_metrics(ranks: np.ndarray, ks: Iterable[int] = (1, 3, 5, 10)) -> dict[str, np.ndarray]:
+    """Per-row ``hr@k`` (0/1), ``ndcg@k`` (one relevant item: 1/log2(rank+2) inside the top k) and ``mrr``."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    ranked = ranks >= 0
+    gain = np.where(ranked, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        inside = ranked & (ranks < k)
+        out[f"hr@{k}"] = inside.astype(np.float64)
+        out[f"ndcg@{k}"] = np.where(inside, gain, 0.0)
+    out["mrr"] = np.where(ranked, 1.0 / (np.maximum(ranks, 0) + 1.0), 0.0)
+    return out
+
+
+def summarize(per_row: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean and 95% confidence interval of each per-row metric.
+
+    Arrays holding only 0 and 1 get a Wilson score interval (sound at small n and at 0 or 1);
+    other arrays get a normal interval, mean +- 1.96 * sample std / sqrt(n), clipped to the data range.
+    """
+    return {name: _summarize_one(name, np.asarray(values, dtype=np.float64)) for name, values in per_row.items()}
+
+
+def _summarize_one(name: str, values: np.ndarray) -> dict[str, float]:
+    n = int(values.size)
+    if n == 0:
+        raise LlaraError(f"metric {name!r} has no rows to summarize (empty split?)")
+    mean = float(values.mean())
+    if np.isin(values, (0.0, 1.0)).all():
+        low, high = wilson_interval(mean, n)
+    else:
+        half = Z_95 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
+        low, high = max(mean - half, float(values.min())), min(mean + half, float(values.max()))
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
+
+
+def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` observed over ``n`` trials."""
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

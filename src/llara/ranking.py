@@ -1,0 +1,114 @@
+"""Likelihood ranking: score every candidate's answer string given the prompt, then rank them all.
+
+The prompt of each row runs once (:func:`llara.inference.prefill`); its KV cache is then expanded along
+the batch dimension, one copy per candidate, and every candidate's answer tokens run together in one
+forward pass. A candidate's score is the log-likelihood of its answer tokens: the sum (the probability
+of producing exactly this answer) and the per-token mean (length-normalised). Every candidate gets a
+score, so the ranking is complete and ValidRatio is 1 by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from llara.errors import LlaraError
+from llara.inference import Row, answer_token_ids, device_of, prefill, run_llm
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """Log-likelihood of each candidate's answer; one array per row, aligned with its candidates."""
+
+    total: list[np.ndarray]
+    mean: list[np.ndarray]
+
+
+def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8) -> CandidateScores:
+    """Score every candidate of every row, ``batch_size`` prompts (times their candidates) at a time."""
+    total: list[np.ndarray] = []
+    mean: list[np.ndarray] = []
+    for start in range(0, len(rows), batch_size):
+        chunk_total, chunk_mean = _score_batch(model, rows[start : start + batch_size])
+        total.extend(chunk_total)
+        mean.extend(chunk_mean)
+    return CandidateScores(total=total, mean=mean)
+
+
+@torch.inference_mode()
+def _score_batch(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    device = device_of(model)
+    prefix = prefill(model, rows)
+    counts = [len(row["candidates"]) for row in rows]
+    answers = [ids for row in rows for ids in _answer_ids(model, row["candidates"])]
+    owner = torch.repeat_interleave(torch.arange(len(rows), device=device), torch.tensor(counts, device=device))
+    prefix.cache.batch_select_indices(owner)  # one copy of each prompt's cache per candidate
+    ids, answer_mask = _pad_right(answers, model.tokenizer.pad_token_id or 0, device)
+    steps = torch.arange(ids.shape[1], device=device)
+    answer_logits, _ = run_llm(
+        model,
+        prefix.cache,
+        input_ids=ids,
+        attention_mask=torch.cat([prefix.attention_mask[owner], answer_mask], dim=1),
+        position_ids=prefix.next_position[owner, None] + steps,
+    )
+    # Token j of an answer is predicted by the prompt's last position (j = 0) or answer position j - 1.
+    logits = torch.cat([prefix.last_logits[owner, None], answer_logits[:, :-1].float()], dim=1)
+    token_logp = logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    total = (token_logp * answer_mask).sum(-1)
+    mean = total / answer_mask.sum(-1)
+    return _split(total, counts), _split(mean, counts)
+
+
+@torch.inference_mode()
+def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
+    """Reference scorer: prompt + answer run as one unpadded sequence per candidate (no cache, no batch).
+
+    C forward passes over the whole prompt per row: the baseline the cached scorer is checked and timed
+    against.
+    """
+    device = device_of(model)
+    embed = model.llm.get_input_embeddings()
+    total: list[np.ndarray] = []
+    mean: list[np.ndarray] = []
+    for row in rows:
+        batch = model.encode_prompts([row], padding_side="left")
+        prompt = model.input_embeddings(batch["input_ids"].to(device), batch["behavior_ids"].to(device))
+        sums, means = [], []
+        for answer in _answer_ids(model, row["candidates"]):
+            ids = torch.tensor([answer], device=device)
+            sequence = torch.cat([prompt, embed(ids)], dim=1)
+            logits = model.llm(inputs_embeds=sequence, use_cache=False).logits[0].float()
+            predicted = logits[prompt.shape[1] - 1 : -1]
+            logp = torch.log_softmax(predicted, dim=-1).gather(-1, ids[0, :, None]).sum()
+            sums.append(float(logp))
+            means.append(float(logp) / len(answer))
+        total.append(np.array(sums))
+        mean.append(np.array(means))
+    return CandidateScores(total=total, mean=mean)
+
+
+def _answer_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
+    answers = answer_token_ids(model, items)
+    for item, ids in zip(items, answers, strict=True):
+        if not ids:
+            raise LlaraError(f"item {item} has an empty answer string; give it a title in items.parquet")
+    return answers
+
+
+def _pad_right(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long, device=device)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+        mask[i, : len(seq)] = 1
+    return ids, mask
+
+
+def _split(values: torch.Tensor, counts: list[int]) -> list[np.ndarray]:
+    return [chunk.cpu().numpy().astype(np.float64) for chunk in torch.split(values, counts)]

@@ -1,0 +1,223 @@
+"""`llara run`: prepare data -> train SR backbones -> train LLaRA variants -> evaluate -> report.
+
+Everything lands in one run folder (default ``runs/<name>``) as hash-keyed stages (:mod:`llara.stages`):
+
+* ``data``: the prepared samples (one for the whole run: every variant sees the same frozen candidates);
+* ``sr-<model>``: one per distinct SR config a variant needs (``sr-<model>-<key>`` if a model has several);
+* ``train-<variant>``: LoRA + projector tuning of each ``llara`` variant;
+* ``eval-<variant>-<protocol>``: metrics.json + per-row predictions (``eval-<variant>`` for SR baselines,
+  which score every candidate: one evaluation serves both protocols).
+
+Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.md`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
+from llara.environment import environment_info
+from llara.errors import LlaraError
+from llara.paths import atomic_file
+from llara.prompts import uses_behavior_tokens
+from llara.report import RUN_INDEX, ResultRow, write_report
+from llara.stages import StageResult, StageStore, path_fingerprint, stage_key
+
+#: protocol label of SR baselines (they score all candidates; ValidRatio is 1 by construction)
+SR_PROTOCOL = "score"
+#: fields of the train section the runner fills in itself (where things are, not how to train)
+RUNNER_TRAIN_FIELDS = {"data_dir", "sr_checkpoint", "out_dir"}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``llara run`` produced."""
+
+    run_dir: Path
+    report: Path
+    rows: list[ResultRow]
+    stages: list[StageResult]
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    """``out_dir`` from the config, else ``runs/<name>``."""
+    return Path(config.out_dir) if config.out_dir else Path("runs") / config.name
+
+
+def run_pipeline(
+    config: RunConfig,
+    out_dir: str | Path | None = None,
+    force: Collection[str] = (),
+    console: Console | None = None,
+    progress: bool = True,
+) -> RunOutcome:
+    """Run (or reuse) every stage of ``config`` and write the report; see the module docstring."""
+    planned = config.resolved_variants()
+    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = StageStore(run_dir, force=force, console=console)
+    pipeline = _Pipeline(store, progress)
+    data = pipeline.data(config)
+    sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
+    entries = [pipeline.variant(variant, resolved, data, sr_names) for variant, resolved in planned]
+    unmatched = store.unmatched_force_patterns()
+    if unmatched:
+        raise LlaraError(f"--force {', '.join(unmatched)} matched no stage; stage names: {', '.join(pipeline.names)}")
+    _write_run_files(run_dir, config, entries)
+    report, rows = write_report(run_dir)
+    return RunOutcome(run_dir, report, rows, pipeline.results)
+
+
+def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
+    """Whether a variant reads a trained SR backbone (SR baselines, behavioral-token prompts)."""
+    if variant.kind == "sr":
+        return True
+    return variant.kind == "llara" and uses_behavior_tokens(config.model.prompt_mode)
+
+
+def sr_json(config: SRConfig) -> str:
+    """Canonical JSON of an SR config (equal configs share one stage)."""
+    return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+
+
+def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
+    """Stage name per distinct SR config: ``sr-<model>``, or ``sr-<model>-<hash>`` when a model has several."""
+    distinct = {sr_json(c): c for c in configs}
+    per_model: dict[str, int] = {}
+    for c in distinct.values():
+        per_model[c.model] = per_model.get(c.model, 0) + 1
+    return {
+        key: f"sr-{c.model}" if per_model[c.model] == 1 else f"sr-{c.model}-{stage_key(json.loads(key))[:8]}"
+        for key, c in distinct.items()
+    }
+
+
+def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
+    """One line saying what a variant is (for the report)."""
+    if variant.kind == "sr":
+        return f"SR baseline {config.sr.model}"
+    if variant.kind == "zero-shot":
+        return f"zero-shot {config.model.base_model}, {config.model.prompt_mode} prompts"
+    backbone = f", SR {config.sr.model}" if uses_behavior_tokens(config.model.prompt_mode) else ""
+    return f"LoRA on {config.model.base_model}, {config.model.prompt_mode} prompts, {config.train.schedule}{backbone}"
+
+
+class _Pipeline:
+    """The stages of one invocation, sharing a store and remembering what ran."""
+
+    def __init__(self, store: StageStore, progress: bool) -> None:
+        self.store = store
+        self.progress = progress
+        self.results: list[StageResult] = []
+        self.sr_done: dict[str, StageResult] = {}
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the stages met so far."""
+        return [r.name for r in self.results]
+
+    def _stage(self, name: str, spec: dict[str, Any], build: Any, label: str | None = None) -> StageResult:
+        result = self.store.run(name, spec, build, label)
+        self.results.append(result)
+        return result
+
+    def data(self, config: RunConfig) -> StageResult:
+        """Prepare the samples once for all variants."""
+        from llara.data.prepare import prepare_dataset
+
+        spec = {"stage": "data", "data": config.data.model_dump(mode="json"), "files": path_fingerprint(config.data.path)}
+        return self._stage("data", spec, lambda out, resume: prepare_dataset(config.data, out), "prepare data")
+
+    def sr(self, config: SRConfig, data: StageResult, names: dict[str, str]) -> StageResult:
+        """Train (or reuse) the SR backbone of ``config``; shared by every variant that uses it."""
+        from llara.sr.train import train_sr
+
+        key = sr_json(config)
+        if key not in self.sr_done:
+            spec = {"stage": "sr", "sr": config.model_dump(mode="json"), "data": data.output_id}
+            build = lambda out, resume: train_sr(config, data.output, out, resume=resume, progress=self.progress)  # noqa: E731
+            self.sr_done[key] = self._stage(names[key], spec, build, f"train SR backbone {config.model}")
+        return self.sr_done[key]
+
+    def variant(
+        self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
+    ) -> dict[str, Any]:
+        """Train and evaluate one variant; its entry in the run index."""
+        sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
+        entry: dict[str, Any] = {"name": variant.name, "kind": variant.kind, "description": describe(variant, config),
+                                 "train_log": None, "evaluations": {}}
+        if variant.kind == "sr":
+            evaluation = self.evaluate(variant, config, data, SR_PROTOCOL, {"sr": sr.output_id}, sr.output)
+            entry["evaluations"][SR_PROTOCOL] = _relative(evaluation, self.store.root)
+            return entry
+        if variant.kind == "llara":
+            trained = self.train(variant, config, data, sr)
+            model_id, model_path = {"train": trained.output_id}, trained.output / "export"
+            entry["train_log"] = _relative(trained.output / TRAIN_LOG, self.store.root)
+        else:
+            model_id = {"model": config.model.model_dump(mode="json"), "files": path_fingerprint(config.model.base_model)}
+            model_path = None
+        for protocol in config.eval.protocols:
+            evaluation = self.evaluate(variant, config, data, protocol, model_id, model_path)
+            entry["evaluations"][protocol] = _relative(evaluation, self.store.root)
+        return entry
+
+    def train(
+        self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr: StageResult | None
+    ) -> StageResult:
+        """LoRA + projector tuning of one ``llara`` variant."""
+        from llara.train import train
+
+        spec = {
+            "stage": "train",
+            "model": config.model.model_dump(mode="json"),
+            "train": config.train.model_dump(mode="json", exclude=RUNNER_TRAIN_FIELDS),
+            "base_model_files": path_fingerprint(config.model.base_model),
+            "data": data.output_id,
+            "sr": sr.output_id if sr else None,
+        }
+
+        def build(out: Path, resume: bool) -> None:
+            placed = config.train.model_copy(update={
+                "data_dir": str(data.output), "sr_checkpoint": str(sr.output) if sr else None, "out_dir": str(out)})
+            train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
+
+        return self._stage(f"train-{variant.name}", spec, build, f"train {variant.name}")
+
+    def evaluate(
+        self,
+        variant: VariantConfig,
+        config: ExperimentConfig,
+        data: StageResult,
+        protocol: str,
+        model_id: dict[str, Any],
+        model_path: Path | None,
+    ) -> Path:
+        """Evaluate one variant under one protocol; the path of its metrics.json."""
+        spec = {"stage": "eval", "kind": variant.kind, "protocol": protocol, "data": data.output_id,
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **model_id}
+        name = f"eval-{variant.name}" if variant.kind == "sr" else f"eval-{variant.name}-{protocol}"
+        build = lambda out, resume: evaluate_variant(variant.kind, config, protocol, data.output, model_path, out)  # noqa: E731
+        result = self._stage(name, spec, build, f"evaluate {variant.name} ({protocol})")
+        return result.output / "metrics.json"
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _write_run_files(run_dir: Path, config: RunConfig, entries: list[dict[str, Any]]) -> None:
+    index = {"name": config.name, "created": dt.datetime.now().isoformat(timespec="seconds"), "variants": entries}
+    with atomic_file(run_dir / RUN_INDEX) as handle:
+        json.dump(index, handle, indent=2)
+    with atomic_file(run_dir / "config.yaml") as handle:
+        handle.write(dump_config(config))
+    with atomic_file(run_dir / "environment.json") as handle:
+        json.dump(environment_info(), handle, indent=2)

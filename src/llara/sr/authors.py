@@ -1,0 +1,228 @@
+"""Import of the LLaRA authors' SR checkpoints (``SASRec_movielens.pt`` etc.) without running their pickles.
+
+Their files are torch zip archives (``<run>/data.pkl`` + ``<run>/data/<n>`` storages) holding whole
+pickled modules of their code (``__main__.SASRec``, ``SASRecModules_ori.MultiHeadAttention``, torch
+layers). :class:`_InertUnpickler` never imports or calls anything named in the pickle: every class
+becomes an inert record of its constructor arguments and state, and only tensors are rebuilt, from
+the raw storages, by code in this module. The parameters found are then renamed onto our modules.
+Item ids keep the authors' numbering (``llara data prepare llara`` uses the same ids).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llara.errors import LlaraError
+from llara.sr.base import SequentialRecommender
+from llara.sr.checkpoint import save_sr
+from llara.sr.registry import build_sr
+
+#: the authors' root class -> our model type
+AUTHORS_CLASSES = {"SASRec": "sasrec", "GRU": "gru4rec", "Caser": "caser"}
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+
+#: their SASRec parameter prefixes -> ours (Conv1d kernels of width 1 become Linear weights)
+_SASREC_NAMES = {
+    "item_embeddings": "embedding",
+    "positional_embeddings": "position",
+    "ln_1": "query_norm",
+    "ln_2": "ffn_norm",
+    "ln_3": "final_norm",
+    "feed_forward.layer_norm": "ffn_residual_norm",
+    "mh_attn.linear_q": "query",
+    "mh_attn.linear_k": "key",
+    "mh_attn.linear_v": "value",
+    "feed_forward.w_1": "ffn_in",
+    "feed_forward.w_2": "ffn_out",
+    "s_fc": "output",
+}
+_GRU_NAMES = {"item_embeddings": "embedding", "gru": "gru", "s_fc": "output"}
+_CASER_NAMES = {"item_embeddings": "embedding", "horizontal_cnn": "horizontal", "vertical_cnn": "vertical", "s_fc": "output"}
+
+
+class _Inert:
+    """Stand-in for any class a pickle names: records arguments and state, runs nothing."""
+
+    pickled_name = "?"
+    args: tuple = ()
+    state: Any = None
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+        self.state: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _Storage:
+    """Marker for a ``torch.<X>Storage`` global: only its dtype is used."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+
+def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+    return torch.as_strided(storage, tuple(size), tuple(stride), int(offset)).clone()
+
+
+def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
+    return data
+
+
+def _numpy_scalar(dtype: _Inert, data: bytes) -> Any:
+    return np.frombuffer(data, dtype=np.dtype(str(dtype.args[0]))).item()
+
+
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    if encoding != "latin1":
+        raise LlaraError(f"unexpected encoding {encoding!r} in the pickle")
+    return codecs.encode(text, "latin1")
+
+
+class _InertUnpickler(pickle.Unpickler):
+    """Unpickles a torch module archive into inert records plus real tensors."""
+
+    _FUNCTIONS = {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("_codecs", "encode"): _latin1,
+        ("collections", "OrderedDict"): dict,
+    }
+
+    def __init__(self, handle: io.BytesIO, archive: zipfile.ZipFile, prefix: str) -> None:
+        super().__init__(handle)
+        self.archive = archive
+        self.prefix = prefix
+        self.storages: dict[str, torch.Tensor] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._FUNCTIONS:
+            return self._FUNCTIONS[(module, name)]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _Storage(_STORAGE_DTYPES[name])
+        return type(name, (_Inert,), {"pickled_name": f"{module}.{name}"})
+
+    def persistent_load(self, pid: Any) -> torch.Tensor:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
+            raise LlaraError(f"unexpected persistent id {pid!r} in the checkpoint")
+        _, storage_type, key, _location, _numel = pid
+        if key not in self.storages:
+            try:
+                raw = self.archive.read(f"{self.prefix}/data/{key}")
+            except KeyError:
+                raise LlaraError(f"storage data/{key} is missing from the archive") from None
+            self.storages[key] = torch.frombuffer(bytearray(raw), dtype=storage_type.dtype) if raw else torch.empty(0)
+        return self.storages[key]
+
+
+def read_authors_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """The root class name, flat parameters (``a.b.weight`` -> tensor) and root attributes of their file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LlaraError(f"{path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(pickles) != 1:
+                raise LlaraError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
+            prefix = pickles[0].rpartition("/")[0]
+            root = _InertUnpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix).load()
+    except zipfile.BadZipFile:
+        raise LlaraError(f"{path} is not a torch zip archive (older torch.save formats are not supported)") from None
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as exc:
+        raise LlaraError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(root, _Inert) or not isinstance(root.state, dict):
+        raise LlaraError(f"{path} does not hold a pickled module")
+    attributes = {k: v for k, v in root.state.items() if not k.startswith("_") and not isinstance(v, _Inert)}
+    return root.pickled_name.rpartition(".")[2], _parameters(root), attributes
+
+
+def _parameters(module: _Inert, prefix: str = "") -> dict[str, torch.Tensor]:
+    state = module.state if isinstance(module.state, dict) else {}
+    out = {f"{prefix}{k}": v for k, v in state.get("_parameters", {}).items() if isinstance(v, torch.Tensor)}
+    for name, child in state.get("_modules", {}).items():
+        if isinstance(child, _Inert):
+            out.update(_parameters(child, f"{prefix}{name}."))
+    return out
+
+
+def _rename(params: dict[str, torch.Tensor], names: dict[str, str], path: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, tensor in params.items():
+        source = max((p for p in names if key == p or key.startswith(p + ".")), key=len, default=None)
+        if source is None:
+            raise LlaraError(f"{path}: parameter {key!r} has no counterpart in our model")
+        new = names[source] + key[len(source) :]
+        out[new] = tensor.squeeze(-1) if source.startswith("feed_forward.w_") and key.endswith("weight") else tensor
+    return out
+
+
+def authors_model(path: str | Path) -> tuple[SequentialRecommender, dict[str, Any]]:
+    """Our model holding the weights of an authors' checkpoint, and provenance for config.json."""
+    path = Path(path)
+    cls_name, params, attributes = read_authors_checkpoint(path)
+    if cls_name not in AUTHORS_CLASSES:
+        raise LlaraError(f"{path} holds a {cls_name!r}; known authors' models: {', '.join(AUTHORS_CLASSES)}")
+    model_type = AUTHORS_CLASSES[cls_name]
+    try:
+        rows, dim = params["item_embeddings.weight"].shape
+        num_items = params["s_fc.weight"].shape[0]
+    except KeyError as exc:
+        raise LlaraError(f"{path}: parameter {exc} is missing") from None
+    if rows != num_items + 1:
+        raise LlaraError(f"{path}: {rows} embedding rows for {num_items} items (expected items + 1 pad row)")
+    max_len, hyper, names = _architecture(model_type, params, attributes)
+    model = build_sr(model_type, num_items, dim, max_len, **hyper)
+    try:
+        model.load_state_dict(_rename(params, names, path), strict=True)
+    except RuntimeError as exc:
+        raise LlaraError(f"{path}: weights do not fit our {model_type}: {exc}") from None
+    provenance = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "class": cls_name}
+    return model.eval(), provenance
+
+
+def _architecture(
+    model_type: str, params: dict[str, torch.Tensor], attributes: dict[str, Any]
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Window length, constructor hyperparameters and the name map of one authors' model."""
+    if model_type == "sasrec":
+        return params["positional_embeddings.weight"].shape[0], {}, _SASREC_NAMES
+    if model_type == "caser":
+        heights = sorted(
+            (int(k.split(".")[1]), v.shape[2]) for k, v in params.items() if k.startswith("horizontal_cnn.") and k.endswith("weight")
+        )
+        hyper = {
+            "num_filters": params["horizontal_cnn.0.weight"].shape[0],
+            "filter_sizes": [h for _, h in heights],
+            "dropout": float(attributes.get("dropout_rate", 0.1)),
+        }
+        return params["vertical_cnn.weight"].shape[2], hyper, _CASER_NAMES
+    return int(attributes.get("state_size", 10)), {}, _GRU_NAMES
+
+
+def import_authors_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
+    """Convert an authors' ``.pt`` file into our checkpoint folder ``out_dir`` (written atomically)."""
+    model, provenance = authors_model(path)
+    return save_sr(model, out_dir, imported_from=provenance, id_space="the authors' item ids (llara data prepare llara)")

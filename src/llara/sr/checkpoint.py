@@ -1,0 +1,101 @@
+"""SR checkpoints: a folder with ``model.safetensors`` and ``config.json``, written atomically.
+
+``config.json`` holds ``format``, ``model_type``, ``num_items``, ``dim``, ``max_len``, ``hyperparameters``
+and whatever the writer adds (training settings and history, ``data_content_hash`` of the prepared data
+it was fitted on, import provenance).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llara.errors import LlaraError
+from llara.paths import atomic_dir
+from llara.sr.base import SequentialRecommender
+
+FORMAT = "llara-sr"
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def save_sr(model: SequentialRecommender, out_dir: str | Path, **extra: Any) -> Path:
+    """Write ``model`` to ``out_dir`` (replaced whole, atomically); ``extra`` keys go into config.json."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    config = {
+        "format": FORMAT,
+        "model_type": model.model_type,
+        "num_items": model.num_items,
+        "dim": model.dim,
+        "max_len": model.max_len,
+        "hyperparameters": model.hyperparameters(),
+        **extra,
+    }
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_dir(out_dir) as tmp:
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT, "model_type": model.model_type})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def read_sr_config(checkpoint: str | Path) -> dict[str, Any]:
+    """The config.json of an SR checkpoint folder, with clear errors for anything missing."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint / CONFIG
+    if not path.is_file() or not (checkpoint / WEIGHTS).is_file():
+        raise LlaraError(
+            f"{checkpoint} is not an SR checkpoint (needs {CONFIG} and {WEIGHTS}); "
+            "train one with `llara sr train` or import one with `llara sr import`"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LlaraError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise LlaraError(f"{path} is not an llara SR config (format must be {FORMAT!r})")
+    return config
+
+
+def load_sr(
+    checkpoint: str | Path, model_type: str | None = None, num_items: int | None = None
+) -> SequentialRecommender:
+    """Load an SR checkpoint in eval mode; ``model_type`` / ``num_items`` (when given) must match it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from llara.sr.registry import build_sr
+
+    checkpoint = Path(checkpoint)
+    config = read_sr_config(checkpoint)
+    try:
+        kind, items = str(config["model_type"]), int(config["num_items"])
+        dim, max_len = int(config["dim"]), int(config["max_len"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LlaraError(f"{checkpoint / CONFIG}: missing or bad field {exc}") from None
+    check_compatible(checkpoint, kind, items, model_type, num_items)
+    model = build_sr(kind, items, dim, max_len, **config.get("hyperparameters", {}))
+    try:
+        state = load_file(str(checkpoint / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise LlaraError(f"{checkpoint / WEIGHTS} is unreadable: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise LlaraError(f"{checkpoint / WEIGHTS} does not match its {kind} config: {exc}") from None
+    return model.eval()
+
+
+def check_compatible(
+    checkpoint: str | Path, kind: str, items: int, model_type: str | None, num_items: int | None
+) -> None:
+    """Raise a LlaraError when a checkpoint's model type or item count is not the one expected."""
+    if model_type is not None and kind != model_type:
+        raise LlaraError(f"{checkpoint} holds a {kind} model, not {model_type}")
+    if num_items is not None and items != num_items:
+        raise LlaraError(
+            f"{checkpoint} was fitted on {items} items but the data has {num_items}; "
+            "use a checkpoint trained on this prepared data"
+        )

@@ -1,0 +1,83 @@
+"""Scoring the frozen candidates of a split with an SR model; metrics with confidence intervals."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llara.data.dataset import PreparedData
+from llara.metrics import ranking_metrics, summarize, target_ranks
+from llara.paths import atomic_file
+from llara.sr.base import SequentialRecommender
+from llara.sr.samples import SplitTensors, split_tensors
+
+#: The metrics the CLI and the benchmarks show, in order.
+HEADLINE = ("hr@1", "hr@5", "ndcg@5", "ndcg@10", "mrr")
+
+
+@torch.no_grad()
+def predict_ranks(model: SequentialRecommender, tensors: SplitTensors, batch_size: int = 1024) -> np.ndarray:
+    """0-based rank of each row's target among its candidates (pessimistic ties)."""
+    was_training = model.training
+    model.eval()
+    ranks = []
+    for start in range(0, len(tensors), batch_size):
+        rows = slice(start, start + batch_size)
+        hidden = model.encode(tensors.history[rows], tensors.lengths[rows])
+        scores = model.logits(hidden, tensors.candidates[rows])
+        ranks.append(target_ranks(scores.numpy(), tensors.target_pos[rows].numpy()))
+    model.train(was_training)
+    return np.concatenate(ranks)
+
+
+def hit_rate_at_1(model: SequentialRecommender, tensors: SplitTensors) -> float:
+    """Share of rows whose target scores strictly highest among its candidates."""
+    return float((predict_ranks(model, tensors) == 0).mean())
+
+
+def evaluate_sr(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    out: str | Path | None = None,
+    ks: Iterable[int] = (1, 3, 5, 10),
+) -> dict[str, dict[str, float]]:
+    """HR@k, NDCG@k and MRR (mean, 95% CI, n) of a checkpoint on a split's frozen candidates.
+
+    With ``out``, also writes them (with checkpoint, data and split) as JSON to that file, atomically.
+    """
+    from llara.sr.checkpoint import load_sr
+
+    data = PreparedData.load(data_dir)
+    model = load_sr(checkpoint, num_items=data.num_items)
+    tensors = split_tensors(data, split, model.max_len)
+    metrics = summarize(ranking_metrics(predict_ranks(model, tensors), ks))
+    if out is not None:
+        report = {
+            "checkpoint": str(checkpoint),
+            "model_type": model.model_type,
+            "data": str(data_dir),
+            "data_content_hash": data.manifest.get("content_hash"),
+            "split": split,
+            "metrics": metrics,
+        }
+        with atomic_file(out) as handle:
+            json.dump(report, handle, indent=2)
+            handle.write("\n")
+    return metrics
+
+
+def seed_summary(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation over runs (e.g. seeds) of each metric's mean."""
+    names = list(runs[0]) if runs else []
+    out = {}
+    for name in names:
+        values = np.array([run[name]["mean"] for run in runs], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[name] = {"mean": float(values.mean()), "std": std, "n": len(values)}
+    return out

@@ -1,0 +1,219 @@
+"""Fitting an SR model on a prepared folder: BCE with one sampled negative per row, early stopping.
+
+Every training row (history -> target; the prepared rows already enumerate each user's prefixes) is
+scored against its target and one negative drawn uniformly from the other items. Adam with L2 weight
+decay. After each epoch the model is ranked on the frozen validation candidates; the weights with the
+best validation HR@1 are kept and training stops after ``patience`` epochs without improvement.
+
+The training state (weights, optimizer, epoch, best weights and metric, RNG states) is saved atomically
+to ``OUT/train_state.pt`` after every epoch, so ``resume=True`` continues an interrupted run and ends
+with the same weights as an uninterrupted one. The finished checkpoint replaces ``OUT`` whole.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from llara.config import SRConfig
+from llara.data.dataset import PreparedData
+from llara.errors import LlaraError
+from llara.paths import atomic_file
+from llara.sr.base import SequentialRecommender
+from llara.sr.checkpoint import WEIGHTS, load_sr, read_sr_config, save_sr
+from llara.sr.evaluate import hit_rate_at_1
+from llara.sr.registry import build_from_config
+from llara.sr.samples import SplitTensors, split_tensors
+
+STATE = "train_state.pt"
+
+
+def train_sr(
+    config: SRConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train ``config.model`` on ``data_dir`` into the checkpoint folder ``out_dir``; returns ``out_dir``.
+
+    With ``config.l2_grid`` set, one model per L2 value is trained (see :func:`grid_search_l2`).
+    ``resume=True`` continues from ``out_dir/train_state.pt`` (or returns a finished ``out_dir`` as is;
+    with neither, it starts afresh).
+    """
+    if config.l2_grid:
+        return grid_search_l2(config, data_dir, out_dir, resume=resume, progress=progress)
+    out_dir = Path(out_dir)
+    state_path = out_dir / STATE
+    if state_path.exists() and not resume:
+        raise LlaraError(f"{out_dir} holds an interrupted run; pass --resume to continue it or delete {state_path}")
+    if resume and not state_path.exists() and (out_dir / WEIGHTS).exists():
+        return out_dir
+    data = PreparedData.load(data_dir)
+    train = split_tensors(data, "train", config.max_len, with_candidates=False)
+    val = split_tensors(data, "val", config.max_len)
+    fit = _Fit(config, data, state_path)
+    if resume and state_path.exists():
+        fit.restore()
+    fit.run(train, val, progress)
+    fit.model.load_state_dict(fit.state["best_weights"])
+    save_sr(fit.model, out_dir, data_content_hash=data.manifest.get("content_hash"), training=fit.summary())
+    return out_dir
+
+
+class _Fit:
+    """One training run: model, optimizer, RNGs and the bookkeeping that a resume restores."""
+
+    def __init__(self, config: SRConfig, data: PreparedData, state_path: Path) -> None:
+        self.config = config
+        self.data_hash = data.manifest.get("content_hash")
+        self.state_path = state_path
+        torch.manual_seed(config.seed)
+        self.model: SequentialRecommender = build_from_config(config, data.num_items)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.l2)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.state: dict[str, Any] = {
+            "epoch": 0,
+            "best_hr1": -1.0,
+            "best_epoch": 0,
+            "bad_epochs": 0,
+            "best_weights": _copy_weights(self.model),
+            "history": [],
+            "seconds": 0.0,
+        }
+
+    def run(self, train: SplitTensors, val: SplitTensors, progress: bool) -> None:
+        """Train until ``max_epochs`` or early stopping, saving the state after every epoch."""
+        from tqdm.auto import tqdm
+
+        config, state = self.config, self.state
+        bar = tqdm(
+            total=config.max_epochs, initial=state["epoch"], desc=f"{config.model} l2={config.l2:g}",
+            unit="epoch", disable=not progress, leave=False,
+        )
+        with bar:
+            while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
+                started = time.perf_counter()
+                loss = _run_epoch(self.model, self.optimizer, train, self.generator, config.batch_size)
+                hr1 = hit_rate_at_1(self.model, val)
+                self._record(loss, hr1, time.perf_counter() - started)
+                self.save()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", val_hr1=f"{hr1:.4f}", best=f"{state['best_hr1']:.4f}")
+
+    def _record(self, loss: float, hr1: float, seconds: float) -> None:
+        state = self.state
+        state["epoch"] += 1
+        state["seconds"] += seconds
+        state["history"].append({"epoch": state["epoch"], "loss": loss, "val_hr@1": hr1})
+        if hr1 > state["best_hr1"]:
+            state.update(best_hr1=hr1, best_epoch=state["epoch"], bad_epochs=0, best_weights=_copy_weights(self.model))
+        else:
+            state["bad_epochs"] += 1
+
+    def save(self) -> None:
+        """Write the full training state atomically."""
+        payload = {
+            **self.state,
+            "config": self.config.model_dump(mode="json"),
+            "data_content_hash": self.data_hash,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_file(self.state_path, "wb") as handle:
+            torch.save(payload, handle)
+
+    def restore(self) -> None:
+        """Load the state :meth:`save` wrote; refuses a state from another config or data folder."""
+        try:
+            payload = torch.load(self.state_path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable state is the same user error
+            raise LlaraError(f"{self.state_path} is unreadable ({exc}); delete it and train again") from None
+        if payload["config"] != self.config.model_dump(mode="json"):
+            raise LlaraError(f"{self.state_path} was written with another SR config; resume with the same settings")
+        if payload["data_content_hash"] != self.data_hash:
+            raise LlaraError(f"{self.state_path} was trained on other data (content hash differs)")
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.generator.set_state(payload["generator"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.state = {key: payload[key] for key in self.state}
+
+    def summary(self) -> dict[str, Any]:
+        """What config.json records about the run."""
+        keep = ("best_epoch", "epoch", "seconds", "history")
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "val_hr@1": self.state["best_hr1"],
+            **{key: self.state[key] for key in keep},
+        }
+
+
+def _run_epoch(
+    model: SequentialRecommender,
+    optimizer: torch.optim.Optimizer,
+    train: SplitTensors,
+    generator: torch.Generator,
+    batch_size: int,
+) -> float:
+    """One pass over the shuffled training rows; returns the mean loss."""
+    model.train()
+    order = torch.randperm(len(train), generator=generator)
+    negatives = sample_negatives(train.target, model.num_items, generator)
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        hidden = model.encode(train.history[rows], train.lengths[rows])
+        logits = model.logits(hidden, torch.stack([train.target[rows], negatives[rows]], dim=1))
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / len(rows)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(rows)
+    return total / len(order)
+
+
+def sample_negatives(targets: torch.Tensor, num_items: int, generator: torch.Generator) -> torch.Tensor:
+    """One item per row drawn uniformly from all items except the row's target."""
+    if num_items < 2:
+        raise LlaraError("negative sampling needs at least two items")
+    draw = torch.randint(0, num_items - 1, targets.shape, generator=generator)
+    return draw + (draw >= targets).long()
+
+
+def _copy_weights(model: SequentialRecommender) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def grid_search_l2(
+    config: SRConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> Path:
+    """Train one model per value of ``config.l2_grid``; ``out_dir`` gets the best by validation HR@1.
+
+    The candidates live in ``OUT.l2-grid/l2=<value>/`` (each resumable); the chosen checkpoint's
+    config.json lists every value's validation HR@1 under ``l2_grid``.
+    """
+    out_dir = Path(out_dir)
+    grid_dir = out_dir.with_name(out_dir.name + ".l2-grid")
+    results: dict[str, float] = {}
+    best: tuple[float, Path] | None = None
+    for l2 in config.l2_grid:
+        single = config.model_copy(update={"l2": l2, "l2_grid": []})
+        run_dir = train_sr(single, data_dir, grid_dir / f"l2={l2:g}", resume=resume, progress=progress)
+        hr1 = float(read_sr_config(run_dir)["training"]["val_hr@1"])
+        results[f"{l2:g}"] = hr1
+        if best is None or hr1 > best[0]:
+            best = (hr1, run_dir)
+    assert best is not None  # l2_grid is non-empty here
+    chosen = read_sr_config(best[1])
+    return save_sr(
+        load_sr(best[1]),
+        out_dir,
+        data_content_hash=chosen.get("data_content_hash"),
+        training=chosen["training"],
+        l2_grid=results,
+    )

@@ -1,0 +1,168 @@
+"""Protocol properties on planted-pattern data (SPEC.md, "Data and protocol")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llara.config import DataConfig
+from llara.data.dataset import SPLITS
+from llara.data.interactions import Interactions
+from llara.data.prepare import prepare_dataset
+from llara.data.protocol import ProtocolParams, build_samples, draw_negatives
+from llara.data.synthetic import synthetic_interactions
+from llara.errors import LlaraError
+
+
+def _interacted(data: Interactions) -> dict[str, set[int]]:
+    """Dense item ids each user interacted with (raw ids equal dense ids in synthetic data)."""
+    return data.table.groupby("user")["item"].agg(lambda s: {int(i) for i in s}).to_dict()
+
+
+def test_tiny_data_shape(tiny_data):
+    counts = tiny_data.manifest["counts"]
+    assert (counts["users"], counts["items"], counts["interactions"]) == (60, 40, 900)
+    assert tiny_data.num_items == 40 and tiny_data.titles[7] == "Item 7"
+    assert len(tiny_data.split("train")) == 48 * 12  # 48 train users, targets at positions 3..14
+    assert len(tiny_data.split("val")) == len(tiny_data.split("test")) == 6
+
+
+def test_planted_successor_pattern(tiny_data):
+    for name in SPLITS:
+        frame = tiny_data.split(name)
+        for history, target in zip(frame["history"], frame["target"]):
+            assert target == (history[-1] + 1) % 40
+            assert list(np.diff(history) % 40) == [1] * (len(history) - 1)
+
+
+@pytest.mark.parametrize("pattern", ["successor", "random"])
+def test_sample_properties(tmp_path, pattern):
+    data = synthetic_interactions(num_users=50, num_items=45, seq_len=20, pattern=pattern, seed=3)
+    prepared = prepare_dataset(
+        DataConfig(
+            source="synthetic", options={"num_users": 50, "num_items": 45, "seq_len": 20, "pattern": pattern, "seed": 3}
+        ),
+        tmp_path / "p",
+    )
+    interacted = _interacted(data)
+    users = {name: set(prepared.split(name)["user"]) for name in SPLITS}
+    assert not (users["train"] & users["val"] or users["train"] & users["test"] or users["val"] & users["test"])
+    assert sum(len(u) for u in users.values()) == 50
+    for name in SPLITS:
+        frame = prepared.split(name)
+        for user, history, candidates, target in frame.itertuples(index=False):
+            assert target not in history
+            assert 3 <= len(history) <= 10
+            assert len(candidates) == 20 and len(set(candidates)) == 20
+            assert list(candidates).count(target) == 1
+            negatives = set(candidates) - {target}
+            assert not negatives & interacted[user]
+    # val/test: the user's last item, history = the items right before it
+    sequences = data.table.groupby("user")["item"].agg(lambda s: [int(i) for i in s]).to_dict()
+    for name in ("val", "test"):
+        for user, history, _, target in prepared.split(name).itertuples(index=False):
+            assert target == sequences[user][-1]
+            assert list(history) == sequences[user][-11:-1]
+
+
+def test_every_prefix_is_a_train_row(tiny_data):
+    frame = tiny_data.split("train")
+    user = frame["user"].iloc[0]
+    rows = frame[frame["user"] == user]
+    assert [len(h) for h in rows["history"]] == [3, 4, 5, 6, 7, 8, 9, 10, 10, 10, 10, 10]
+    first = int(rows["history"].iloc[0][0])
+    assert list(rows["target"]) == [(first + k) % 40 for k in range(3, 15)]
+
+
+def test_candidate_positions_are_shuffled(tiny_data):
+    positions = [
+        list(c).index(t) for c, t in zip(tiny_data.split("train")["candidates"], tiny_data.split("train")["target"])
+    ]
+    assert len(set(positions)) > 10  # not always in the same slot
+
+
+def test_same_seed_same_bytes_other_seed_other_candidates(tmp_path):
+    config = DataConfig(source="synthetic", options={"pattern": "random"})
+    first = prepare_dataset(config, tmp_path / "a")
+    second = prepare_dataset(config, tmp_path / "b")
+    for name in ("items.parquet", "train.parquet", "val.parquet", "test.parquet"):
+        assert (first.root / name).read_bytes() == (second.root / name).read_bytes()
+    assert first.manifest["content_hash"] == second.manifest["content_hash"]
+    other = prepare_dataset(config.model_copy(update={"seed": 1}), tmp_path / "c")
+    assert other.manifest["content_hash"] != first.manifest["content_hash"]
+    assert set(other.split("test")["user"]) != set(first.split("test")["user"])
+
+
+def test_changing_history_len_keeps_test_candidates(tmp_path):
+    base = prepare_dataset(DataConfig(source="synthetic"), tmp_path / "a")
+    shorter = prepare_dataset(DataConfig(source="synthetic", history_len=5), tmp_path / "b")
+    assert [list(c) for c in base.split("test")["candidates"]] == [list(c) for c in shorter.split("test")["candidates"]]
+    assert max(len(h) for h in shorter.split("train")["history"]) == 5
+
+
+def _table(rows: list[tuple[str, str, int]], titles: dict[str, str] | None = None) -> Interactions:
+    table = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).astype({"timestamp": np.int64})
+    items = sorted(set(table["item"]))
+    catalog = pd.DataFrame({"item": items, "title": [(titles or {}).get(i, f"T{i}") for i in items]})
+    return Interactions(table=table, catalog=catalog, source="test")
+
+
+def test_chronological_with_stable_ties_and_dense_ids():
+    # user "a": times out of file order, two ties (kept in file order), a repeat (first kept)
+    rows = [("a", "10", 5), ("a", "2", 1), ("a", "9", 3), ("a", "30", 3), ("a", "2", 9), ("a", "100", 7)]
+    rows += [(f"u{k}", str(200 + j), j) for k in range(9) for j in range(5)]
+    params = ProtocolParams(num_candidates=2, min_history=1, split=(1.0, 0.0, 0.0))
+    samples = build_samples(_table(rows), params)
+    raw = samples.items["raw_id"].tolist()
+    assert raw[:5] == ["2", "9", "10", "30", "100"]  # numeric order, not text order
+    train = samples.splits["train"]
+    mine = train[train["user"] == "a"]
+    order = [raw[t] for t in mine["target"]]
+    assert order == ["9", "30", "10", "100"]  # ties at t=3 keep file order; the repeat of "2" is dropped
+
+
+def test_text_ids_sort_lexicographically():
+    rows = [(f"u{k}", f"i{j}", j) for k in range(10) for j in (10, 2, 1, 3)] + [("v", "i4", 9)]
+    samples = build_samples(_table(rows), ProtocolParams(num_candidates=2, min_history=1))
+    assert samples.items["raw_id"].tolist() == ["i1", "i10", "i2", "i3", "i4"]
+
+
+def test_split_ratio_and_min_history_options(tmp_path):
+    prepared = prepare_dataset(DataConfig(source="synthetic", split=(0.5, 0.25, 0.25), min_history=5), tmp_path / "p")
+    assert prepared.manifest["counts"]["val_users"] == 15
+    assert min(len(h) for h in prepared.split("train")["history"]) == 5
+
+
+def test_draw_negatives_uniform_and_excluding_seen():
+    rng = np.random.default_rng(0)
+    seen = np.array([0, 1, 2])  # user 0 saw items 0..2 of 10
+    draws = draw_negatives(np.zeros(4000, dtype=np.int64), seen, 10, 3, rng)
+    assert draws.min() >= 3 and all(len(set(r)) == 3 for r in draws)
+    frequency = np.bincount(draws.ravel(), minlength=10)[3:] / draws.size
+    assert np.allclose(frequency, 1 / 7, atol=0.01)
+
+
+def test_too_few_items_for_negatives(tmp_path):
+    with pytest.raises(LlaraError, match="too few items for 19 negatives"):
+        prepare_dataset(DataConfig(source="synthetic", options={"num_items": 20, "seq_len": 15}), tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (ProtocolParams(history_len=2), "min_history <= history_len"),
+        (ProtocolParams(num_candidates=1), "at least 2"),
+        (ProtocolParams(split=(0.5, 0.1, 0.1)), "summing to 1"),
+    ],
+)
+def test_bad_protocol_parameters(params, message):
+    with pytest.raises(LlaraError, match=message):
+        build_samples(synthetic_interactions(), params)
+
+
+def test_empty_dataset():
+    empty = _table([])
+    with pytest.raises(LlaraError, match="empty"):
+        build_samples(empty, ProtocolParams())
