@@ -11,7 +11,7 @@ from rich.console import Console
 from llara.errors import LlaraError
 from llara.metrics import ranking_metrics, summarize
 from llara.plots import rolling_mean
-from llara.report import format_summary, markdown_table, rich_table, write_report
+from llara.report import format_summary, rich_table, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,18 +26,19 @@ def run_dir(tmp_path):
     """A run folder as the pipeline leaves it: index, metrics, one training log, config."""
     rng = np.random.default_rng(0)
     entries = []
-    for name, kind, protocols in [("sasrec", "sr", ["score"]), ("llara", "llara", ["generate", "rank"])]:
-        evaluations = {}
-        for protocol in protocols:
-            path = tmp_path / "stages" / f"eval-{name}-{protocol}" / "metrics.json"
-            path.parent.mkdir(parents=True)
-            path.write_text(json.dumps(_metrics(rng.integers(-1, 20, size=50).tolist())))
-            evaluations[protocol] = path.relative_to(tmp_path).as_posix()
-        entries.append({"name": name, "kind": kind, "description": f"{kind} thing", "evaluations": evaluations,
-                        "train_log": "stages/train-llara/log.jsonl" if kind == "llara" else None})
+    for name, kind, protocols in [("sasrec", "sr", ["rank"]), ("llara", "llara", ["generate", "rank"])]:
+        path = tmp_path / "stages" / f"eval-{name}" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        metrics = {protocol: _metrics(rng.integers(-1, 20, size=50).tolist()) for protocol in protocols}
+        path.write_text(json.dumps({"rows": 50, "metrics": metrics}))
+        entries.append({"name": name, "kind": kind, "description": f"{kind} thing",
+                        "metrics": path.relative_to(tmp_path).as_posix(),
+                        "train_log": "stages/train-llara/log.jsonl" if kind == "llara" else None,
+                        "behavioral": kind == "llara"})
     log = tmp_path / "stages" / "train-llara" / "log.jsonl"
     log.parent.mkdir(parents=True)
-    lines = [json.dumps({"step": s, "loss": 3.0 / s, "hybrid_fraction": s / 40}) for s in range(1, 41)]
+    modes = ["text"] * 20 + ["hybrid"] * 20
+    lines = [json.dumps({"step": s, "loss": 3.0 / s, "mode": modes[s - 1]}) for s in range(1, 41)]
     log.write_text("\n".join(lines) + "\n{\"step\": 41, \"lo")  # a half-written last line is skipped
     (tmp_path / "run.json").write_text(json.dumps({"name": "demo", "created": "now", "variants": entries}))
     (tmp_path / "config.yaml").write_text("name: demo\n")
@@ -51,9 +52,9 @@ def test_format_summary_shows_mean_and_interval():
 
 def test_report_has_table_plots_and_config(run_dir):
     report, rows = write_report(run_dir)
-    assert [(r.variant, r.protocol) for r in rows] == [("sasrec", "score"), ("llara", "generate"), ("llara", "rank")]
+    assert [(r.variant, r.protocol) for r in rows] == [("sasrec", "rank"), ("llara", "generate"), ("llara", "rank")]
     text = report.read_text()
-    hr1 = json.loads((run_dir / "stages/eval-llara-rank/metrics.json").read_text())["hr@1"]
+    hr1 = json.loads((run_dir / "stages/eval-llara/metrics.json").read_text())["metrics"]["rank"]["hr@1"]
     assert f"| llara | rank | – | {format_summary(hr1)} |" in text
     assert "name: demo" in text
     for png in ("learning_curves", "schedule", "hr_at_k"):
@@ -72,14 +73,16 @@ def test_plots_skipped_without_training_logs(run_dir):
     assert "hr_at_k.png" in report.read_text()
 
 
-def test_tables_agree(run_dir):
+def test_terminal_table_shows_every_mean(run_dir):
     _, rows = write_report(run_dir)
-    console = Console(record=True, width=250)
+    console = Console(record=True, width=120)
     console.print(rich_table(rows))
     terminal = console.export_text()
-    for line in markdown_table(rows).splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        assert all(cell in terminal for cell in cells)
+    for row in rows:
+        for name in ("hr@1", "hr@5", "ndcg@5"):
+            assert f"{row.metrics[name]['mean']:.4f}" in terminal
+            low, high = (f"{row.metrics[name][k]:.3f}".removeprefix("0") for k in ("ci_low", "ci_high"))
+            assert f"{low}–{high}" in terminal
 
 
 def test_missing_run_folder_is_a_clear_error(tmp_path):

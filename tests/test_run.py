@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from llara.config import RunConfig, SRConfig, load_config
+from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.run import sr_stage_names
+from llara.run import needs_sr, sr_stage_names
 from llara.stages import StageStore, path_fingerprint, stage_key
 
 
@@ -45,13 +45,15 @@ def test_finished_stage_is_reused_until_its_spec_changes(tmp_path):
     assert actions == ["ran", "reused", "ran"]
 
 
-def test_force_redoes_a_stage_by_glob(tmp_path):
+def test_force_redoes_a_stage_by_glob_and_refuses_typos(tmp_path):
     _store(tmp_path).run("train-a", {"x": 1}, Recorder())
-    store = _store(tmp_path, force=("train-*", "nothing-*"))
+    store = _store(tmp_path, force=("train-*",))
     builder = Recorder()
     assert store.run("train-a", {"x": 1}, builder).action == "ran"
     assert builder.calls == [False]
-    assert store.unmatched_force_patterns() == ["nothing-*"]
+    store.check_force(["data", "train-a"])
+    with pytest.raises(LlaraError, match="--force nothing-\\* matches no stage; this run's stages: data, train-a"):
+        _store(tmp_path, force=("train-*", "nothing-*")).check_force(["data", "train-a"])
 
 
 def test_crashed_stage_resumes_with_same_key_and_restarts_with_another(tmp_path):
@@ -113,8 +115,79 @@ def test_variants_cannot_override_data(tmp_path):
         load_config(path, cls=RunConfig)
 
 
+@pytest.mark.parametrize(
+    ("kind", "mode", "expected"),
+    [("sr", "text", True), ("llara", "hybrid", True), ("llara", "behavior", True), ("llara", "text", False),
+     ("llara", "id", False), ("zero-shot", "hybrid", False)],
+)
+def test_only_behavioral_prompts_and_baselines_need_an_sr_backbone(kind, mode, expected):
+    variant = VariantConfig(name="v", kind=kind, model={"prompt_mode": mode})
+    assert needs_sr(variant, variant.resolve(RunConfig())) is expected
+
+
 def test_sr_stage_names_are_short_unless_a_model_has_several_configs():
     names = sr_stage_names([SRConfig(), SRConfig(), SRConfig(model="caser"), SRConfig(model="caser", dim=32)])
     caser = sorted(name for name in names.values() if name.startswith("sr-caser-"))
     assert len(names) == 3 and "sr-sasrec" in names.values()
     assert len(caser) == 2 and caser[0] != caser[1]
+
+
+# --- the whole pipeline, end to end, with a tiny random Llama and planted-pattern data ---
+
+TINY_RUN = """
+name: tiny
+data: {{source: synthetic, options: {{num_users: 40, num_items: 30, seq_len: 8}}}}
+sr: {{max_epochs: 2, batch_size: 64}}
+model: {{base_model: {llm}, lora_r: 4}}
+train: {{max_train_rows: 8, batch_size: 4, micro_batch_size: 4, epochs: 1, lr: 1.0e-3}}
+eval: {{batch_size: 4}}
+variants:
+  - {{name: sasrec, kind: sr}}
+  - {{name: zero-shot, kind: zero-shot}}
+  - {{name: llara, kind: llara, train: {{schedule: direct}}}}
+"""
+
+
+def _actions(run_dir: Path) -> dict[str, str]:
+    """The action of each stage in the latest invocation (the last line per stage wins)."""
+    lines = [json.loads(line) for line in (run_dir / "stages.jsonl").read_text().splitlines()]
+    return {line["stage"]: line["action"] for line in lines}
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from llara.tiny import create_tiny_llama
+
+    return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", [f"Item {i}" for i in range(30)])
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm):
+    from llara.run import run_pipeline
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_RUN.format(llm=tiny_llm))
+    quiet = Console(quiet=True)
+    run_dir = tmp_path / "run"
+    first = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
+    stages = {"data", "sr-sasrec", "eval-sasrec", "eval-zero-shot", "train-llara", "eval-llara"}
+    assert {r.name for r in first.stages} == stages and {r.action for r in first.stages} == {"ran"}
+    assert [(r.variant, r.protocol) for r in first.rows] == [
+        ("sasrec", "rank"), ("zero-shot", "generate"), ("zero-shot", "rank"),
+        ("llara", "generate"), ("llara", "rank")]
+    test_rows = len(json.loads((run_dir / "stages/eval-llara/metrics.json").read_text())["metrics"]["rank"]["hr@1"])
+    assert test_rows and all(r.rows == first.rows[0].rows for r in first.rows)
+    report = first.report.read_text()
+    assert "| llara | generate |" in report and "![Learning curves](plots/learning_curves.png)" in report
+    assert (run_dir / "plots/schedule.png").is_file() and (run_dir / "environment.json").is_file()
+    mtimes = {p: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*") if p.is_file()}
+
+    again = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
+    assert {r.action for r in again.stages} == {"reused"}
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*") if p.is_file()} == mtimes
+    assert [r.metrics for r in again.rows] == [r.metrics for r in first.rows]
+
+    path.write_text(TINY_RUN.format(llm=tiny_llm).replace("{schedule: direct}", "{schedule: direct, lr: 2.0e-3}"))
+    edited = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
+    assert {r.name for r in edited.stages if r.action != "reused"} == {"train-llara", "eval-llara"}
+    assert _actions(run_dir)["sr-sasrec"] == "reused"

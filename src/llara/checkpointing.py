@@ -98,6 +98,14 @@ def remove_partial(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def read_state(folder: Path) -> dict[str, Any]:
+    """The ``state.json`` of a checkpoint (step, data position, config fingerprint)."""
+    try:
+        return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LlaraError(f"checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one") from None
+
+
 def load_checkpoint(
     folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, process_index: int
 ) -> dict[str, Any]:
@@ -109,7 +117,6 @@ def load_checkpoint(
         optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
         scheduler_state = json.loads((folder / "scheduler.json").read_text(encoding="utf-8"))
         rng = load_file(str(folder / "rng.safetensors"))
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RuntimeError) as exc:
         raise LlaraError(f"checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one") from None
     expected = set(trainable_state(model))
@@ -125,4 +132,4 @@ def load_checkpoint(
     if key not in rng:
         raise LlaraError(f"checkpoint {folder} was written by {len(rng)} process(es); resume with as many")
     set_rng_state(rng[key])
-    return state
+    return read_state(folder)

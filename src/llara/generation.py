@@ -17,10 +17,16 @@ from llara.inference import Row, answer_token_ids, prefill, run_llm
 
 def generate_answers(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[str]:
     """Greedy answers for ``rows`` (each with ``history`` and ``candidates``), decoded without special tokens."""
-    answers: list[str] = []
+    tokens = generate_token_ids(model, rows, batch_size)
+    return [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
+
+
+def generate_token_ids(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[list[int]]:
+    """Greedy answer tokens per row, up to and including the stop token (or the row's budget)."""
+    tokens: list[list[int]] = []
     for start in range(0, len(rows), batch_size):
-        answers.extend(_generate_batch(model, rows[start : start + batch_size]))
-    return answers
+        tokens.extend(_generate_batch(model, rows[start : start + batch_size]))
+    return tokens
 
 
 def token_budgets(model: Any, rows: Sequence[Row]) -> torch.Tensor:
@@ -29,10 +35,10 @@ def token_budgets(model: Any, rows: Sequence[Row]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _generate_batch(model: Any, rows: Sequence[Row]) -> list[str]:
+def _generate_batch(model: Any, rows: Sequence[Row]) -> list[list[int]]:
     prefix = prefill(model, rows)
     budgets = token_budgets(model, rows).to(prefix.last_logits.device)
-    stop_ids = _stop_token_ids(model)
+    stop_ids = stop_token_ids(model)
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else min(stop_ids)
     steps: list[torch.Tensor] = []
     lengths = budgets.clone()
@@ -53,13 +59,10 @@ def _generate_batch(model: Any, rows: Sequence[Row]) -> list[str]:
         position = position + 1
         logits = logits[:, -1].float()
     tokens = torch.stack(steps, dim=1).tolist()
-    return [
-        model.tokenizer.decode(row_tokens[:length], skip_special_tokens=True)
-        for row_tokens, length in zip(tokens, lengths.tolist(), strict=True)
-    ]
+    return [row_tokens[:length] for row_tokens, length in zip(tokens, lengths.tolist(), strict=True)]
 
 
-def _stop_token_ids(model: Any) -> set[int]:
+def stop_token_ids(model: Any) -> set[int]:
     """End-of-sequence ids from the tokenizer and the LLM's generation config."""
     ids = {model.tokenizer.eos_token_id}
     config_eos = getattr(getattr(model.llm, "generation_config", None), "eos_token_id", None)
@@ -68,7 +71,11 @@ def _stop_token_ids(model: Any) -> set[int]:
     return ids
 
 
+def is_stop_token(tokenizer: Any, token: int, stop_ids: set[int]) -> bool:
+    """Whether ``token`` ends an answer: an end-of-sequence id, or a token whose text holds a newline."""
+    return token in stop_ids or "\n" in tokenizer.decode([token])
+
+
 def _is_stop(tokenizer: Any, token: torch.Tensor, stop_ids: set[int]) -> torch.Tensor:
-    """Per row: the token ends the answer (end of sequence, or its text holds a newline)."""
-    flags = [t in stop_ids or "\n" in tokenizer.decode([t]) for t in token.tolist()]
-    return torch.tensor(flags, device=token.device)
+    """Per row: the token ends the answer."""
+    return torch.tensor([is_stop_token(tokenizer, t, stop_ids) for t in token.tolist()], device=token.device)

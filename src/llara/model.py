@@ -341,7 +341,9 @@ def _with_lora(llm: nn.Module, config: ModelConfig) -> nn.Module:
     try:
         return get_peft_model(llm, lora)
     except ValueError as exc:
-        raise LlaraError(f"model.lora_target_modules {config.lora_target_modules} do not fit the base model: {exc}") from None
+        raise LlaraError(
+            f"model.lora_target_modules {config.lora_target_modules} do not fit the base model: {exc}"
+        ) from None
 
 
 def _lora_info(config: ModelConfig) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llara.paths import atomic_file
+from llara.prompts import uses_behavior_tokens
 
 if TYPE_CHECKING:
     from llara.report import ResultRow, VariantLog
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 #: training-log keys (one JSONL record per optimizer step, written by llara.train)
 STEP_KEY = "step"
 LOSS_KEY = "loss"
-HYBRID_KEY = "hybrid_fraction"
+MODE_KEY = "mode"
 #: the metrics drawn as bars
 HR_METRICS = ("hr@1", "hr@5")
 
@@ -54,6 +55,13 @@ def series(records: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.
     return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
 
 
+def behavior_series(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, 1.0 where the step's prompts carried behavioral tokens else 0.0): the realised schedule."""
+    logged = [r for r in records if MODE_KEY in r and STEP_KEY in r]
+    steps = np.array([r[STEP_KEY] for r in logged], dtype=np.float64)
+    return steps, np.array([float(uses_behavior_tokens(r[MODE_KEY])) for r in logged])
+
+
 def _save(fig: Any, path: Path) -> Path:
     with atomic_file(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
@@ -61,12 +69,8 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _line_plot(logs: Sequence[VariantLog], key: str, ylabel: str, title: str) -> tuple[Any, Any] | None:
-    """A figure with one smoothed line (and its faint raw values) per variant, or None without data."""
-    curves = [(log.variant, *series(log.records, key)) for log in logs]
-    curves = [curve for curve in curves if curve[1].size]
-    if not curves:
-        return None
+def _line_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ylabel: str, title: str) -> tuple[Any, Any]:
+    """A figure with one smoothed line (and its faint raw values) per (variant, steps, values)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for variant, steps, values in curves:
@@ -81,21 +85,23 @@ def _line_plot(logs: Sequence[VariantLog], key: str, ylabel: str, title: str) ->
 
 def plot_learning_curves(logs: Sequence[VariantLog], path: Path) -> Path | None:
     """Training loss per optimizer step, one line per trained variant (rolling mean over raw values)."""
-    drawn = _line_plot(logs, LOSS_KEY, "loss (answer tokens, rolling mean)", "Learning curves")
-    if drawn is None:
+    curves = [(log.variant, *series(log.records, LOSS_KEY)) for log in logs]
+    curves = [curve for curve in curves if curve[1].size]
+    if not curves:
         return None
-    fig, ax = drawn
+    fig, ax = _line_plot(curves, "loss on answer tokens (rolling mean)", "Learning curves")
     ax.legend(fontsize="small")
     return _save(fig, path)
 
 
 def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
-    """Realised share of hybrid prompts per step, one line per variant, beside the ideal p(t) = t/T."""
-    drawn = _line_plot(logs, HYBRID_KEY, "hybrid fraction (rolling mean)", "Realised curriculum schedule")
-    if drawn is None:
+    """Realised share of behavioral-token steps of each behavioral variant, beside the curriculum's t/T."""
+    curves = [(log.variant, *behavior_series(log.records)) for log in logs if log.behavioral]
+    curves = [curve for curve in curves if curve[1].size]
+    if not curves:
         return None
-    fig, ax = drawn
-    last = max(series(log.records, HYBRID_KEY)[0].max(initial=0.0) for log in logs)
+    fig, ax = _line_plot(curves, "share of hybrid steps (rolling mean)", "Realised curriculum schedule")
+    last = max(curve[1].max() for curve in curves)
     ax.plot([0, last], [0, 1], linestyle="--", color="grey", label="curriculum p(t) = t/T")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize="small")

@@ -1,19 +1,20 @@
 """A run's report: the results table (Markdown and rich), plots, resolved config and environment.
 
 The pipeline leaves ``run.json`` in the run folder: one entry per variant with its kind, a one-line
-description, its training log (if trained) and one ``metrics.json`` per protocol, paths relative to the
-run folder. Everything here is rebuilt from that index, so ``llara report RUN_DIR`` redraws a report
+description, its training log (if trained, ``train_log``) and its ``metrics.json`` as written by
+:mod:`llara.evaluate` (``{"metrics": {protocol: {name: summary}}}``), paths relative to the run folder. Everything here is rebuilt from that index, so ``llara report RUN_DIR`` redraws a report
 without running anything.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from llara.errors import LlaraError
@@ -54,10 +55,12 @@ class ResultRow:
 
 @dataclass(frozen=True)
 class VariantLog:
-    """A trained variant's log: one dict per logged optimizer step."""
+    """A trained variant's log: one dict per logged optimizer step; ``behavioral`` if its prompts can
+    carry behavioral tokens (then its realised schedule is drawn)."""
 
     variant: str
     records: list[dict[str, Any]] = field(default_factory=list)
+    behavioral: bool = False
 
 
 def read_json(path: Path) -> Any:
@@ -96,10 +99,10 @@ def load_results(run_dir: Path, index: dict[str, Any]) -> list[ResultRow]:
             kind=entry["kind"],
             description=entry.get("description", ""),
             protocol=protocol,
-            metrics=read_json(run_dir / metrics_path),
+            metrics=metrics,
         )
         for entry in index["variants"]
-        for protocol, metrics_path in entry["evaluations"].items()
+        for protocol, metrics in read_json(run_dir / entry["metrics"])["metrics"].items()
     ]
 
 
@@ -109,7 +112,7 @@ def load_logs(run_dir: Path, index: dict[str, Any]) -> list[VariantLog]:
     for entry in index["variants"]:
         log = entry.get("train_log")
         if log and (run_dir / log).is_file():
-            logs.append(VariantLog(entry["name"], read_jsonl(run_dir / log)))
+            logs.append(VariantLog(entry["name"], read_jsonl(run_dir / log), bool(entry.get("behavioral"))))
     return logs
 
 
@@ -120,9 +123,9 @@ def format_summary(summary: Summary | None) -> str:
     return f"{summary['mean']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
 
 
-def table_cells(row: ResultRow) -> list[str]:
-    """The row's cells in table order: variant, protocol, metric columns, n."""
-    metrics = [format_summary(row.metrics.get(name)) for _, name in COLUMNS]
+def table_cells(row: ResultRow, cell: Callable[[Summary | None], str] = format_summary) -> list[str]:
+    """The row's cells in table order: variant, protocol, metric columns (rendered by ``cell``), n."""
+    metrics = [cell(row.metrics.get(name)) for _, name in COLUMNS]
     return [row.variant, row.protocol, *metrics, str(row.rows or "–")]
 
 
@@ -139,13 +142,29 @@ def markdown_table(rows: Sequence[ResultRow]) -> str:
     return "\n".join(lines)
 
 
-def rich_table(rows: Sequence[ResultRow], title: str = "Results (mean [95% CI])") -> Table:
+def _short(value: float) -> str:
+    """Three decimals without the leading zero (``.345``), as in compact result tables."""
+    text = f"{value:.3f}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def _terminal_cell(summary: Summary | None) -> str:
+    """Mean on one line, its 95% CI dimmed below (keeps the table narrow enough for a terminal)."""
+    if summary is None:
+        return "–"
+    return f"{summary['mean']:.4f}\n[dim]{_short(summary['ci_low'])}–{_short(summary['ci_high'])}[/]"
+
+
+def rich_table(rows: Sequence[ResultRow], title: str = "Results: mean and 95% CI") -> Table:
     """The results as a rich table for the terminal."""
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     for i, header in enumerate(table_headers()):
-        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i < 2)
+        if i < 2:
+            table.add_column(header, overflow="fold")
+        else:
+            table.add_column(header, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*table_cells(row))
+        table.add_row(*table_cells(row, _terminal_cell))
     return table
 
 

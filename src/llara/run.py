@@ -5,8 +5,8 @@ Everything lands in one run folder (default ``runs/<name>``) as hash-keyed stage
 * ``data``: the prepared samples (one for the whole run: every variant sees the same frozen candidates);
 * ``sr-<model>``: one per distinct SR config a variant needs (``sr-<model>-<key>`` if a model has several);
 * ``train-<variant>``: LoRA + projector tuning of each ``llara`` variant;
-* ``eval-<variant>-<protocol>``: metrics.json + per-row predictions (``eval-<variant>`` for SR baselines,
-  which score every candidate: one evaluation serves both protocols).
+* ``eval-<variant>``: metrics.json (one section per protocol) + per-row predictions (llara.evaluate);
+  SR baselines score every candidate, so they have the ranking protocol only.
 
 Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.md`` and ``plots/``.
 """
@@ -24,16 +24,19 @@ from rich.console import Console
 
 from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
 from llara.environment import environment_info
-from llara.errors import LlaraError
+from llara.evaluate import METRICS_FILE, evaluate_checkpoint
 from llara.paths import atomic_file
 from llara.prompts import uses_behavior_tokens
 from llara.report import RUN_INDEX, ResultRow, write_report
 from llara.stages import StageResult, StageStore, path_fingerprint, stage_key
 
-#: protocol label of SR baselines (they score all candidates; ValidRatio is 1 by construction)
-SR_PROTOCOL = "score"
-#: fields of the train section the runner fills in itself (where things are, not how to train)
-RUNNER_TRAIN_FIELDS = {"data_dir", "sr_checkpoint", "out_dir"}
+#: SR baselines score every candidate: the ranking protocol (ValidRatio 1 by construction)
+SR_PROTOCOL = "rank"
+#: train-section fields that do not change the trained model: where things are, how often to checkpoint
+RUNNER_TRAIN_FIELDS = {"data_dir", "sr_checkpoint", "out_dir", "save_every", "tensorboard"}
+#: what llara.train leaves in its out folder
+TRAIN_LOG = "metrics.jsonl"
+EXPORT_FOLDER = "export"
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,14 @@ def run_pipeline(
 ) -> RunOutcome:
     """Run (or reuse) every stage of ``config`` and write the report; see the module docstring."""
     planned = config.resolved_variants()
-    run_dir = Path(out_dir) if out_dir is not None else default_run_dir(config)
+    run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
     store = StageStore(run_dir, force=force, console=console)
+    store.check_force(stage_names(planned, sr_names))
     pipeline = _Pipeline(store, progress)
     data = pipeline.data(config)
-    sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
     entries = [pipeline.variant(variant, resolved, data, sr_names) for variant, resolved in planned]
-    unmatched = store.unmatched_force_patterns()
-    if unmatched:
-        raise LlaraError(f"--force {', '.join(unmatched)} matched no stage; stage names: {', '.join(pipeline.names)}")
     _write_run_files(run_dir, config, entries)
     report, rows = write_report(run_dir)
     return RunOutcome(run_dir, report, rows, pipeline.results)
@@ -99,12 +100,18 @@ def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
     }
 
 
+def stage_names(planned: list[tuple[VariantConfig, ExperimentConfig]], sr_names: dict[str, str]) -> list[str]:
+    """Every stage a run has, in order: data, SR backbones, then each variant's training and evaluation."""
+    trained = [f"train-{variant.name}" for variant, _ in planned if variant.kind == "llara"]
+    return ["data", *sr_names.values(), *trained, *(f"eval-{variant.name}" for variant, _ in planned)]
+
+
 def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
     """One line saying what a variant is (for the report)."""
     if variant.kind == "sr":
         return f"SR baseline {config.sr.model}"
     if variant.kind == "zero-shot":
-        return f"zero-shot {config.model.base_model}, {config.model.prompt_mode} prompts"
+        return f"zero-shot {config.model.base_model}, text prompts"
     backbone = f", SR {config.sr.model}" if uses_behavior_tokens(config.model.prompt_mode) else ""
     return f"LoRA on {config.model.base_model}, {config.model.prompt_mode} prompts, {config.train.schedule}{backbone}"
 
@@ -117,11 +124,6 @@ class _Pipeline:
         self.progress = progress
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
-
-    @property
-    def names(self) -> list[str]:
-        """Names of the stages met so far."""
-        return [r.name for r in self.results]
 
     def _stage(self, name: str, spec: dict[str, Any], build: Any, label: str | None = None) -> StageResult:
         result = self.store.run(name, spec, build, label)
@@ -151,22 +153,28 @@ class _Pipeline:
     ) -> dict[str, Any]:
         """Train and evaluate one variant; its entry in the run index."""
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
-        entry: dict[str, Any] = {"name": variant.name, "kind": variant.kind, "description": describe(variant, config),
-                                 "train_log": None, "evaluations": {}}
+        entry: dict[str, Any] = {"name": variant.name, "kind": variant.kind, "description": describe(variant, config)}
         if variant.kind == "sr":
-            evaluation = self.evaluate(variant, config, data, SR_PROTOCOL, {"sr": sr.output_id}, sr.output)
-            entry["evaluations"][SR_PROTOCOL] = _relative(evaluation, self.store.root)
-            return entry
-        if variant.kind == "llara":
+            model: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
+            model_spec: dict[str, Any] = {"sr": sr.output_id}
+        elif variant.kind == "llara":
             trained = self.train(variant, config, data, sr)
-            model_id, model_path = {"train": trained.output_id}, trained.output / "export"
+            model = {"checkpoint": trained.output / EXPORT_FOLDER, "protocols": config.eval.protocols}
+            model_spec = {"train": trained.output_id}
             entry["train_log"] = _relative(trained.output / TRAIN_LOG, self.store.root)
+            entry["behavioral"] = uses_behavior_tokens(config.model.prompt_mode)
         else:
-            model_id = {"model": config.model.model_dump(mode="json"), "files": path_fingerprint(config.model.base_model)}
-            model_path = None
-        for protocol in config.eval.protocols:
-            evaluation = self.evaluate(variant, config, data, protocol, model_id, model_path)
-            entry["evaluations"][protocol] = _relative(evaluation, self.store.root)
+            model = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
+            model_spec = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
+        spec = {"stage": "eval", "data": data.output_id, "protocols": model["protocols"],
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **model_spec}
+
+        def build(out: Path, resume: bool) -> None:
+            evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
+                                max_rows=config.eval.max_rows, out_dir=out, **model)
+
+        evaluated = self._stage(f"eval-{variant.name}", spec, build, f"evaluate {variant.name}")
+        entry["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
         return entry
 
     def train(
@@ -190,23 +198,6 @@ class _Pipeline:
             train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
 
         return self._stage(f"train-{variant.name}", spec, build, f"train {variant.name}")
-
-    def evaluate(
-        self,
-        variant: VariantConfig,
-        config: ExperimentConfig,
-        data: StageResult,
-        protocol: str,
-        model_id: dict[str, Any],
-        model_path: Path | None,
-    ) -> Path:
-        """Evaluate one variant under one protocol; the path of its metrics.json."""
-        spec = {"stage": "eval", "kind": variant.kind, "protocol": protocol, "data": data.output_id,
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **model_id}
-        name = f"eval-{variant.name}" if variant.kind == "sr" else f"eval-{variant.name}-{protocol}"
-        build = lambda out, resume: evaluate_variant(variant.kind, config, protocol, data.output, model_path, out)  # noqa: E731
-        result = self._stage(name, spec, build, f"evaluate {variant.name} ({protocol})")
-        return result.output / "metrics.json"
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from rich.console import Console
 
+from llara.errors import LlaraError
 from llara.paths import atomic_file
 
 STAGE_FORMAT = 1
@@ -81,7 +82,6 @@ class StageStore:
         self.root = Path(root)
         self.force = list(force)
         self.console = console or Console(stderr=True)
-        self.forced_matches: set[str] = set()
 
     def marker_path(self, name: str) -> Path:
         """The marker file of stage ``name``."""
@@ -100,9 +100,13 @@ class StageStore:
 
     def is_forced(self, name: str) -> bool:
         """Whether ``--force`` patterns (exact names or globs such as ``train-*``) select this stage."""
-        hits = [pattern for pattern in self.force if fnmatch.fnmatchcase(name, pattern)]
-        self.forced_matches.update(hits)
-        return bool(hits)
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.force)
+
+    def check_force(self, names: Collection[str]) -> None:
+        """Refuse ``--force`` patterns that select none of ``names`` (the stages of this run): typos."""
+        unmatched = [p for p in self.force if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+        if unmatched:
+            raise LlaraError(f"--force {', '.join(unmatched)} matches no stage; this run's stages: {', '.join(names)}")
 
     def run(self, name: str, spec: Mapping[str, Any], build: Builder, label: str | None = None) -> StageResult:
         """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``)."""
@@ -131,10 +135,6 @@ class StageStore:
         )
         self.console.print(f"[green]done[/]    {label or name} [dim]({seconds:.1f} s)[/]", highlight=False)
         return self._log(StageResult(name, key, output, output_id, "resumed" if resume else "ran", seconds))
-
-    def unmatched_force_patterns(self) -> list[str]:
-        """``--force`` patterns that selected no stage so far (probably typos)."""
-        return [pattern for pattern in self.force if pattern not in self.forced_matches]
 
     def _write_marker(self, name: str, marker: Mapping[str, Any]) -> None:
         with atomic_file(self.marker_path(name)) as handle:

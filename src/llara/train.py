@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,11 +27,12 @@ import torch
 
 from llara import checkpointing
 from llara.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
-from llara.config import ExperimentConfig, dump_config
+from llara.config import ExperimentConfig, TrainConfig, dump_config
 from llara.curriculum import Schedule
 from llara.errors import LlaraError
 from llara.model import IGNORE_INDEX, LlaraModel
 from llara.paths import atomic_file
+from llara.prompts import uses_behavior_tokens
 
 #: train-section fields that may change between a run and its resume (they do not alter the trajectory)
 RESUME_FREE = {"out_dir", "save_every", "eval_every", "eval_rows", "tensorboard"}
@@ -73,23 +76,18 @@ class _Run:
     """The state of one training run (kept in one place so the loop body stays short)."""
 
     def __init__(self, config: ExperimentConfig, resume: bool, progress: bool) -> None:
-        from accelerate import Accelerator, PartialState
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import set_seed
 
         from llara.data.dataset import PreparedData
 
         self.config, self.tc = config, config.train
         if not self.tc.data_dir:
-            raise LlaraError("train.data_dir is not set: prepare data (`llara data prepare`) and pass train.data_dir=DIR")
+            raise LlaraError(
+                "train.data_dir is not set: prepare data (`llara data prepare`) and pass train.data_dir=DIR"
+            )
         self.out = Path(self.tc.out_dir or Path("runs") / config.name)
-        processes = PartialState()
-        accumulation = accumulation_steps(self.tc.batch_size, self.tc.micro_batch_size, processes.num_processes)
-        self.plan = StepPlan(accumulation, processes.num_processes, processes.process_index)
-        self.accelerator = Accelerator(
-            gradient_accumulation_steps=accumulation,
-            mixed_precision=self.tc.mixed_precision,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        )
+        self.accelerator, self.plan = _accelerator(self.tc)
+        self.sharded = self.accelerator.distributed_type == "DEEPSPEED"
         self.progress = progress and self.accelerator.is_main_process
         set_seed(self.tc.seed)
         self.data = PreparedData.load(self.tc.data_dir)
@@ -110,6 +108,7 @@ class _Run:
         self.optimizer = build_optimizer(self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay)
         factor = warmup_cosine(self.total_steps, self.tc.warmup_ratio, self.tc.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self._epoch_cache: tuple[int, list[np.ndarray]] = (-1, [])
         self.start = self._restore() if resume else self._fresh()
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
@@ -122,7 +121,7 @@ class _Run:
     def _fresh(self) -> int:
         if self.accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            checkpointing.remove_partial(self.out / "checkpoints")
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
             with atomic_file(self.out / "config.yaml") as handle:
                 handle.write(dump_config(self.config))
             (self.out / "metrics.jsonl").write_text("", encoding="utf-8")
@@ -130,18 +129,24 @@ class _Run:
         return 0
 
     def _restore(self) -> int:
+        if self.sharded:
+            raise LlaraError(
+                "--resume is implemented for single-process and DDP runs; DeepSpeed shards the optimizer state, "
+                "which these checkpoints do not gather: start again or use configs/accelerate/ddp.yaml"
+            )
         found = checkpointing.list_checkpoints(self.out / "checkpoints")
         if not found:
             return self._fresh()
+        saved = checkpointing.read_state(found[-1]).get("fingerprint", {})
+        if saved != self._fingerprint():
+            changed = ", ".join(_changed_keys(saved, self._fingerprint()))
+            raise LlaraError(
+                f"cannot resume {found[-1]}: the config changed ({changed}); "
+                "restore those values or train into a new train.out_dir"
+            )
         state = checkpointing.load_checkpoint(
             found[-1], self.model, self.optimizer, self.scheduler, self.accelerator.process_index
         )
-        if state.get("fingerprint") != self._fingerprint():
-            changed = _changed_keys(state.get("fingerprint", {}), self._fingerprint())
-            raise LlaraError(
-                f"cannot resume {found[-1]}: the config changed ({', '.join(changed)}); "
-                "restore those values or train into a new train.out_dir"
-            )
         step = int(state["step"])
         if self.accelerator.is_main_process:
             checkpointing.remove_partial(self.out / "checkpoints")
@@ -156,17 +161,20 @@ class _Run:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.start, disable=not self.progress, desc="train")
-        hard = sum(self.schedule.is_hard(t) for t in range(self.start))
+        prompt_mode = self.config.model.prompt_mode
+        hard = sum(uses_behavior_tokens(self.schedule.batch_mode(t, prompt_mode)) for t in range(self.start))
         began = time.perf_counter()
         with _MetricsLog(self.out, self.accelerator.is_main_process, self.tc.tensorboard) as log:
             for step in range(self.start, self.total_steps):
-                mode = self.schedule.batch_mode(step, self.config.model.prompt_mode)
+                mode = self.schedule.batch_mode(step, prompt_mode)
                 record = self._step(step, mode)
-                hard += self.schedule.is_hard(step)
+                hard += uses_behavior_tokens(mode)
                 record.update(hybrid_fraction=hard / (step + 1), elapsed_s=time.perf_counter() - began)
                 log.write(record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", hybrid=f"{hard / (step + 1):.2f}")
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", hybrid=f"{hard / (step + 1):.2f}"
+                )
                 done = step + 1
                 if self.tc.eval_every and done % self.tc.eval_every == 0:
                     log.write({"step": done, "val_loss": self.validate()})
@@ -176,47 +184,54 @@ class _Run:
         return self.export()
 
     def _step(self, step: int, mode: str) -> dict[str, Any]:
-        """One optimizer step over this process's micro-batches; returns the step's metrics."""
-        acc, model = self.accelerator, self.wrapped
+        """One optimizer step over this process's micro-batches; returns the step's metrics (all processes)."""
         epoch, in_epoch = divmod(step, self.steps_per_epoch)
-        epoch_batches = self._epoch_batches(epoch)
-        model.train()
-        losses, tokens, padded = [], 0, 0
-        for indices in self.plan.micro_batches(epoch_batches, in_epoch):
+        self.wrapped.train()
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, real tokens, padded tokens
+        for indices in self.plan.micro_batches(self._epoch_batches(epoch), in_epoch):
             batch = self.model.encode_training(self.rows.iloc[indices].to_dict("records"), mode)
-            tokens += int(batch["attention_mask"].sum())
-            padded += int(batch["attention_mask"].numel())
-            with acc.accumulate(model):
-                loss = model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
-                if not torch.isfinite(loss):
-                    raise LlaraError(
-                        f"training loss is {loss.item()} at step {step} (mode {mode}); lower train.lr, "
-                        "use mixed_precision=bf16 instead of fp16, or check the data"
-                    )
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
-                self.prepared_optimizer.step()
-                self.prepared_optimizer.zero_grad()
-            losses.append(loss.detach())
+            mask = batch["attention_mask"]
+            loss = self._micro_step(batch, step, mode)
+            totals += torch.tensor([loss, 1.0, float(mask.sum()), float(mask.numel())], dtype=torch.float64)
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        mean_loss = acc.reduce(torch.stack(losses).mean(), reduction="mean").item()
+        loss_sum, count, tokens, padded = self.accelerator.reduce(
+            totals.float().to(self.accelerator.device), reduction="sum"
+        ).tolist()
         return {
             "step": step + 1,
             "epoch": epoch,
-            "loss": mean_loss,
+            "loss": loss_sum / count,
             "lr": lr,
             "mode": mode,
-            "tokens": tokens,
+            "tokens": int(tokens),
             "padding_fraction": 1.0 - tokens / padded,
         }
 
+    def _micro_step(self, batch: dict[str, torch.Tensor], step: int, mode: str) -> float:
+        """Forward and backward of one micro-batch; the optimizer steps on the last one of a step."""
+        acc, model = self.accelerator, self.wrapped
+        with acc.accumulate(model):
+            loss = model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
+            value = loss.item()
+            if not math.isfinite(value):
+                raise LlaraError(
+                    f"training loss is {value} at step {step} (mode {mode}); lower train.lr, "
+                    "use mixed_precision=bf16 instead of fp16, or check the data"
+                )
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
+            self.prepared_optimizer.step()
+            self.prepared_optimizer.zero_grad()
+        return value
+
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        if getattr(self, "_cached_epoch", None) != epoch:
-            self._cached = epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, epoch)
-            self._cached_epoch = epoch
-        return self._cached
+        """The micro-batches of ``epoch`` (computed once per epoch)."""
+        if self._epoch_cache[0] != epoch:
+            batches = epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, epoch)
+            self._epoch_cache = (epoch, batches)
+        return self._epoch_cache[1]
 
     def validate(self) -> float:
         """Answer-token loss on the validation split (``eval_rows`` rows), averaged over all processes."""
@@ -236,10 +251,12 @@ class _Run:
         total = acc.reduce(total, reduction="sum")
         return (total[0] / total[1].clamp(min=1)).item()
 
-    def save_checkpoint(self, step: int) -> Path:
-        """Write checkpoint ``step`` (main process) with every process's RNG state."""
+    def save_checkpoint(self, step: int) -> Path | None:
+        """Write checkpoint ``step`` (main process) with every process's RNG state (not under DeepSpeed)."""
         from accelerate.utils import gather_object
 
+        if self.sharded:
+            return None
         rng_states = gather_object([checkpointing.rng_state()])
         folder = self.out / "checkpoints" / checkpointing.checkpoint_name(step)
         if self.accelerator.is_main_process:
@@ -292,6 +309,47 @@ class _MetricsLog:
             self.handle.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
+    """The Accelerator of this process and its share of each optimizer step; clear errors for bad setups."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+
+    cpu = _distributed_cpu()
+    processes = PartialState(cpu=cpu)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes.num_processes != launched:
+        raise LlaraError(
+            f"{launched} processes were launched but accelerate joined {processes.num_processes}; "
+            "launch with `accelerate launch --multi_gpu --num_processes N`"
+        )
+    accumulation = accumulation_steps(tc.batch_size, tc.micro_batch_size, processes.num_processes)
+    accelerator = Accelerator(
+        cpu=cpu,
+        gradient_accumulation_steps=accumulation,
+        mixed_precision=tc.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise LlaraError(
+            "FSDP is not supported: the export would need the sharded LoRA weights gathered; use "
+            "configs/accelerate/deepspeed_zero2.yaml or ddp.yaml (see docs/training.md)"
+        )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # no data loader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.micro_batch_size
+    return accelerator, StepPlan(accumulation, processes.num_processes, processes.process_index)
+
+
+def _distributed_cpu() -> bool:
+    """Whether this is one of several processes on a machine without CUDA (then gloo on CPU is used).
+
+    ``accelerate launch --multi_gpu --num_processes N`` starts the processes through torchrun; without a
+    GPU, accelerate only joins them into one run when told to use the CPU.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched and not torch.cuda.is_available()
 
 
 def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:

@@ -17,8 +17,8 @@ def run_command(
 ) -> None:
     """Prepare data, train SR backbones and LLaRA variants, evaluate them all and write the report.
 
-    Finished stages whose config and inputs are unchanged are reused, so a re-run after a crash or an
-    edit redoes only what changed. Stage names: data, sr-<model>, train-<variant>, eval-<variant>-<protocol>.
+    Finished stages whose config and inputs are unchanged are reused, so a re-run after a crash or an edit
+    redoes only what changed. Stages: data, sr-<model>, train-<variant>, eval-<variant>.
     """
     from rich.console import Console
 

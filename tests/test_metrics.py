@@ -1,0 +1,68 @@
+"""Ranks, per-row ranking metrics and confidence intervals (llara.metrics)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from llara.errors import LlaraError
+from llara.metrics import UNRANKED, ranking_metrics, summarize, target_ranks, wilson_interval
+
+
+def test_ranks_count_better_candidates():
+    scores = np.array([[0.1, 0.9, 0.5], [3.0, 2.0, 1.0]])
+    assert target_ranks(scores, np.array([2, 0])).tolist() == [1, 0]
+    assert target_ranks(scores, np.array([0, 2])).tolist() == [2, 2]
+
+
+def test_constant_scorer_gets_no_credit():
+    ranks = target_ranks(np.zeros((4, 20)), np.array([0, 5, 10, 19]))
+    assert ranks.tolist() == [19, 19, 19, 19]
+    metrics = ranking_metrics(ranks, ks=(1, 10))
+    assert metrics["hr@1"].sum() == 0 and metrics["hr@10"].sum() == 0 and metrics["ndcg@10"].sum() == 0
+
+
+def test_ties_and_nans_count_against_the_target():
+    scores = np.array([[1.0, 1.0, 0.0], [np.nan, 5.0, 1.0], [0.0, np.nan, 1.0]])
+    assert target_ranks(scores, np.array([1, 1, 2])).tolist() == [1, 1, 1]
+    assert target_ranks(scores, np.array([1, 1, 1])).tolist()[2] == 2  # a NaN target ranks last
+
+
+def test_metric_values_by_formula():
+    metrics = ranking_metrics(np.array([0, 2, 7, UNRANKED]), ks=(1, 5))
+    assert metrics["hr@1"].tolist() == [1, 0, 0, 0]
+    assert metrics["hr@5"].tolist() == [1, 1, 0, 0]
+    assert metrics["ndcg@5"] == pytest.approx([1.0, 1 / math.log2(4), 0.0, 0.0])
+    assert metrics["mrr"] == pytest.approx([1.0, 1 / 3, 1 / 8, 0.0])
+
+
+def test_bad_shapes_and_positions():
+    with pytest.raises(LlaraError, match="scores"):
+        target_ranks(np.zeros(3), np.array([0]))
+    with pytest.raises(LlaraError, match="target positions"):
+        target_ranks(np.zeros((1, 3)), np.array([3]))
+
+
+def test_wilson_interval_known_value_and_edges():
+    low, high = wilson_interval(0.5, 100)
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson_interval(0.0, 10)[0] == 0.0 and wilson_interval(0.0, 10)[1] > 0.0
+    assert wilson_interval(1.0, 10)[1] == pytest.approx(1.0) and wilson_interval(1.0, 10)[0] < 1.0
+
+
+def test_summarize_binary_and_continuous():
+    hits = np.array([1.0] * 30 + [0.0] * 70)
+    values = np.linspace(0.0, 1.0, 101)
+    out = summarize({"hr@1": hits, "ndcg@5": values})
+    assert out["hr@1"]["mean"] == pytest.approx(0.3) and out["hr@1"]["n"] == 100
+    assert (out["hr@1"]["ci_low"], out["hr@1"]["ci_high"]) == pytest.approx(wilson_interval(0.3, 100))
+    half = 1.959964 * values.std(ddof=1) / math.sqrt(101)
+    assert out["ndcg@5"]["ci_low"] == pytest.approx(0.5 - half, abs=1e-6)
+    assert out["ndcg@5"]["ci_high"] == pytest.approx(0.5 + half, abs=1e-6)
+
+
+def test_summarize_refuses_empty():
+    with pytest.raises(LlaraError, match="no rows"):
+        summarize({"hr@1": np.array([])})
