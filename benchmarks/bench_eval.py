@@ -1,10 +1,12 @@
 """Evaluation speed: cached likelihood ranking vs greedy generation vs naive per-candidate scoring.
 
-All three run in one process on the same test rows with the same model (zero-shot SmolLM2 in text
-mode by default), after one warm-up row each. Prints a Markdown table and writes the figures as JSON.
+All run in one process with the same model (zero-shot SmolLM2 in text mode by default), after one
+warm-up row each: generation and both cached ranking methods (packed answers behind the prompt cache;
+cache expanded per candidate) on ``--rows`` test rows, the naive scorer (C full passes per row) on the
+first ``--naive-rows`` of them; ratios compare seconds per row. Prints a Markdown table, writes JSON.
 
     llara data prepare movielens --out /tmp/ml
-    python benchmarks/bench_eval.py --data /tmp/ml --rows 32 --threads 2
+    python benchmarks/bench_eval.py --data /tmp/ml --rows 32 --naive-rows 4 --threads 2
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="prepared data folder (llara data prepare movielens)")
     parser.add_argument("--base-model", default="smollm2")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--rows", type=int, default=32, help="rows timed by every method")
+    parser.add_argument("--rows", type=int, default=32, help="rows timed by generation and cached ranking")
+    parser.add_argument("--naive-rows", type=int, default=4, help="rows timed by the (slow) naive scorer")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
@@ -50,30 +53,36 @@ def main() -> None:
     data = PreparedData.load(args.data)
     model = load_zero_shot(args.base_model, data)
     rows = split_rows(data, args.split, args.rows)
-    for warm in (generate_answers, score_candidates, score_candidates_naive):
-        warm(model, rows[:1]) if warm is score_candidates_naive else warm(model, rows[:1], 1)
+    warm_up = [{**rows[0], "candidates": rows[0]["candidates"][:2]}]
+    generate_answers(model, warm_up, 1)
+    for method in ("packed", "expanded"):
+        score_candidates(model, warm_up, 1, method)
+    score_candidates_naive(model, warm_up)
 
-    seconds = {
-        "generate": timed("generation", lambda: generate_answers(model, rows, args.batch_size)),
-        "rank": timed("cached ranking", lambda: score_candidates(model, rows, args.batch_size)),
-        "naive": timed("naive per-candidate scoring", lambda: score_candidates_naive(model, rows)),
+    naive_rows = rows[: args.naive_rows]
+    runs = {
+        "generate": (rows, lambda: generate_answers(model, rows, args.batch_size)),
+        "rank_packed": (rows, lambda: score_candidates(model, rows, args.batch_size, "packed")),
+        "rank_expanded": (rows, lambda: score_candidates(model, rows, args.batch_size, "expanded")),
+        "naive": (naive_rows, lambda: score_candidates_naive(model, naive_rows)),
     }
+    per_row = {name: timed(name, run) / len(timed_rows) for name, (timed_rows, run) in runs.items()}
     figures = {
         "base_model": args.base_model,
         "rows": len(rows),
+        "naive_rows": len(naive_rows),
         "candidates_per_row": len(rows[0]["candidates"]),
         "batch_size": args.batch_size,
         "threads": args.threads,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "seconds": seconds,
-        "rank_over_generate": seconds["rank"] / seconds["generate"],
-        "naive_over_rank": seconds["naive"] / seconds["rank"],
+        "seconds_per_row": per_row,
+        "rank_over_generate": per_row["rank_packed"] / per_row["generate"],
+        "naive_over_rank": per_row["naive"] / per_row["rank_packed"],
     }
-    print("\n| method | total (s) | per row (s) | vs cached ranking |\n|---|---|---|---|")
-    for name, label in (("rank", "cached likelihood ranking"), ("generate", "greedy generation"), ("naive", "naive per-candidate")):
-        ratio = seconds[name] / seconds["rank"]
-        print(f"| {label} | {seconds[name]:.1f} | {seconds[name] / len(rows):.3f} | {ratio:.2f}x |")
+    print("\n| method | rows | seconds per row | vs packed ranking |\n|---|---|---|---|")
+    for name, (timed_rows, _) in runs.items():
+        print(f"| {name} | {len(timed_rows)} | {per_row[name]:.3f} | {per_row[name] / per_row['rank_packed']:.2f}x |")
     print(f"\nranking / generation = {figures['rank_over_generate']:.2f}; naive / ranking = {figures['naive_over_rank']:.1f}")
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

@@ -93,3 +93,13 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
 def test_rolling_mean():
     np.testing.assert_allclose(rolling_mean([1.0, 3.0, 5.0, 7.0], 2), [1.0, 2.0, 4.0, 6.0])
     assert rolling_mean([], 3).size == 0
+
+
+def test_report_command_redraws_and_prints(run_dir):
+    from typer.testing import CliRunner
+
+    from llara.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(run_dir)], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "llara" in result.output and (run_dir / "report.md").is_file()

@@ -191,3 +191,15 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
     edited = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
     assert {r.name for r in edited.stages if r.action != "reused"} == {"train-llara", "eval-llara"}
     assert _actions(run_dir)["sr-sasrec"] == "reused"
+
+
+def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys):
+    from llara.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("variants: [{name: sasrec, kind: sr}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(path), "--out", str(tmp_path / "out"), "--force", "train-*"])
+    assert exit_info.value.code == 1
+    assert "--force train-* matches no stage; this run's stages: data, sr-sasrec, eval-sasrec" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "stages").exists()

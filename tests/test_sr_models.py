@@ -101,3 +101,19 @@ def test_unknown_model_and_bad_hyperparameters():
         build_sr("caser", NUM_ITEMS, DIM, 3, filter_sizes=[2, 4])
     with pytest.raises(LlaraError, match="bad hyperparameters"):
         build_sr("gru4rec", NUM_ITEMS, DIM, MAX_LEN, heads=2)
+
+
+def test_caser_matmul_convolutions_equal_conv2d():
+    """Caser computes its (h, D) convolutions as matmuls; they must equal the Conv2d layers they hold."""
+    import torch.nn.functional as F
+
+    model = _model("caser")
+    rows = torch.randn(3, MAX_LEN, DIM)
+    for conv in model.horizontal:
+        expected = F.relu(conv(rows.unsqueeze(1))).squeeze(3).transpose(1, 2)
+        torch.testing.assert_close(model._horizontal(rows, conv), expected)
+    window = pad_histories(HISTORIES, MAX_LEN, PAD)
+    grid = (model.embedding(window) * model.padding_mask(window)).unsqueeze(1)
+    pooled = [F.relu(conv(grid)).squeeze(3).amax(dim=2) for conv in model.horizontal]
+    expected = torch.cat([*pooled, F.relu(model.vertical(grid)).flatten(1)], dim=1)
+    torch.testing.assert_close(model.hidden(window), expected)

@@ -57,9 +57,10 @@ class SRConfig(StrictModel):
     batch_size: int = Field(256, ge=1)
     l2: float = Field(1e-6, ge=0.0)
     l2_grid: list[float] = Field(default_factory=list)
-    max_epochs: int = Field(100, ge=1)
-    patience: int = Field(10, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1)
     seed: int = 0
+    num_threads: int = Field(1, ge=1, description="CPU threads while training; these tiny models run fastest on 1")
 
 
 class ModelConfig(StrictModel):

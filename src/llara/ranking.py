@@ -1,8 +1,9 @@
 """Likelihood ranking: score every candidate's answer string given the prompt, then rank them all.
 
-The prompt of each row runs once (:func:`llara.inference.prefill`); its KV cache is then expanded along
-the batch dimension, one copy per candidate, and every candidate's answer tokens run together in one
-forward pass. A candidate's score is the log-likelihood of its answer tokens: the sum (the probability
+The prompt of each row runs once (:func:`llara.inference.prefill`) and its KV cache is reused for all
+candidates' answers in one more forward pass: either packed into one sequence per row behind the cache,
+with a block attention mask so each answer sees only the prompt and itself (default), or with the cache
+expanded along the batch dimension, one copy per candidate (for attention kernels without custom masks). A candidate's score is the log-likelihood of its answer tokens: the sum (the probability
 of producing exactly this answer) and the per-token mean (length-normalised). Every candidate gets a
 score, so the ranking is complete and ValidRatio is 1 by construction.
 """
@@ -28,19 +29,76 @@ class CandidateScores:
     mean: list[np.ndarray]
 
 
-def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8) -> CandidateScores:
-    """Score every candidate of every row, ``batch_size`` prompts (times their candidates) at a time."""
+def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, method: str = "auto") -> CandidateScores:
+    """Score every candidate of every row, ``batch_size`` prompts (times their candidates) at a time.
+
+    ``method``: ``packed`` (each row's answers in one sequence behind its cached prompt, a block mask
+    keeping them apart), ``expanded`` (the prompt cache copied once per candidate, answers batched), or
+    ``auto`` (packed where the attention kernel takes custom masks: sdpa and eager).
+    """
+    score_batch = _SCORERS[_resolve_method(model, method)]
     total: list[np.ndarray] = []
     mean: list[np.ndarray] = []
     for start in range(0, len(rows), batch_size):
-        chunk_total, chunk_mean = _score_batch(model, rows[start : start + batch_size])
+        chunk_total, chunk_mean = score_batch(model, rows[start : start + batch_size])
         total.extend(chunk_total)
         mean.extend(chunk_mean)
     return CandidateScores(total=total, mean=mean)
 
 
+def _resolve_method(model: Any, method: str) -> str:
+    if method == "auto":
+        kernel = getattr(model.llm.config, "_attn_implementation", None) or "sdpa"
+        return "packed" if kernel in ("sdpa", "eager") else "expanded"
+    if method not in _SCORERS:
+        raise LlaraError(f"ranking method {method!r} is not one of auto, {', '.join(_SCORERS)}")
+    return method
+
+
 @torch.inference_mode()
-def _score_batch(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _score_packed(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One sequence per row: all its answers back to back, each seeing the prompt and its own tokens only.
+
+    No cache copies and no padding between answers: the cost is the answer tokens themselves.
+    """
+    device = device_of(model)
+    prefix = prefill(model, rows)
+    answers = [_answer_ids(model, row["candidates"]) for row in rows]
+    ids, segment, offset = _pack(answers, model.tokenizer.pad_token_id or 0, device)
+    same_answer = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
+    visible = torch.cat(
+        [
+            prefix.attention_mask.bool()[:, None, :].expand(-1, ids.shape[1], -1),
+            same_answer & (offset[:, None, :] <= offset[:, :, None]),
+        ],
+        dim=2,
+    )
+    dtype = model.llm.get_input_embeddings().weight.dtype
+    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
+    answer_logits, _ = run_llm(
+        model,
+        prefix.cache,
+        input_ids=ids,
+        attention_mask=mask[:, None],
+        position_ids=prefix.next_position[:, None] + offset,
+    )
+    # Token j of an answer is predicted by the prompt's last position (j = 0) or the answer's token j - 1.
+    logits = torch.cat([prefix.last_logits[:, None], answer_logits[:, :-1].float()], dim=1)
+    first = offset == 0
+    logits[first] = prefix.last_logits[:, None].expand_as(logits)[first]
+    token_logp = logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    real = segment >= 0
+    counts = [len(a) for a in answers]
+    total = torch.zeros(len(rows), max(counts), device=device)
+    total.scatter_add_(1, segment.clamp(min=0), torch.where(real, token_logp, 0.0))
+    lengths = torch.zeros_like(total).scatter_add_(1, segment.clamp(min=0), real.float())
+    mean = total / lengths.clamp(min=1)
+    return _unpad(total, counts), _unpad(mean, counts)
+
+
+@torch.inference_mode()
+def _score_expanded(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The prompt cache copied along the batch dimension, one copy per candidate; answers right-padded."""
     device = device_of(model)
     prefix = prefill(model, rows)
     counts = [len(row["candidates"]) for row in rows]
@@ -62,6 +120,9 @@ def _score_batch(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], lis
     total = (token_logp * answer_mask).sum(-1)
     mean = total / answer_mask.sum(-1)
     return _split(total, counts), _split(mean, counts)
+
+
+_SCORERS = {"packed": _score_packed, "expanded": _score_expanded}
 
 
 @torch.inference_mode()
@@ -108,6 +169,26 @@ def _pad_right(sequences: list[list[int]], pad_id: int, device: torch.device) ->
         ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
         mask[i, : len(seq)] = 1
     return ids, mask
+
+
+def _pack(
+    answers: Sequence[Sequence[list[int]]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, its answers back to back: token ids, answer index (-1 on padding), offset inside the answer."""
+    width = max(sum(map(len, row)) for row in answers)
+    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
+    segment = torch.full((len(answers), width), -1, dtype=torch.long)
+    offset = torch.zeros((len(answers), width), dtype=torch.long)
+    for b, row in enumerate(answers):
+        flat = [token for answer in row for token in answer]
+        ids[b, : len(flat)] = torch.tensor(flat, dtype=torch.long)
+        segment[b, : len(flat)] = torch.repeat_interleave(torch.arange(len(row)), torch.tensor([len(a) for a in row]))
+        offset[b, : len(flat)] = torch.tensor([i for answer in row for i in range(len(answer))], dtype=torch.long)
+    return ids.to(device), segment.to(device), offset.to(device)
+
+
+def _unpad(values: torch.Tensor, counts: list[int]) -> list[np.ndarray]:
+    return [values[b, :count].cpu().numpy().astype(np.float64) for b, count in enumerate(counts)]
 
 
 def _split(values: torch.Tensor, counts: list[int]) -> list[np.ndarray]:

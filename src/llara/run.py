@@ -64,10 +64,10 @@ def run_pipeline(
     """Run (or reuse) every stage of ``config`` and write the report; see the module docstring."""
     planned = config.resolved_variants()
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
     sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
+    run_dir.mkdir(parents=True, exist_ok=True)
     pipeline = _Pipeline(store, progress)
     data = pipeline.data(config)
     entries = [pipeline.variant(variant, resolved, data, sr_names) for variant, resolved in planned]
@@ -125,8 +125,10 @@ class _Pipeline:
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
 
-    def _stage(self, name: str, spec: dict[str, Any], build: Any, label: str | None = None) -> StageResult:
-        result = self.store.run(name, spec, build, label)
+    def _stage(
+        self, name: str, spec: dict[str, Any], build: Any, label: str | None = None, spinner: bool = False
+    ) -> StageResult:
+        result = self.store.run(name, spec, build, label, spinner=spinner and self.progress)
         self.results.append(result)
         return result
 
@@ -173,7 +175,7 @@ class _Pipeline:
             evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
                                 max_rows=config.eval.max_rows, out_dir=out, **model)
 
-        evaluated = self._stage(f"eval-{variant.name}", spec, build, f"evaluate {variant.name}")
+        evaluated = self._stage(f"eval-{variant.name}", spec, build, f"evaluate {variant.name}", spinner=True)
         entry["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
         return entry
 

@@ -108,8 +108,14 @@ class StageStore:
         if unmatched:
             raise LlaraError(f"--force {', '.join(unmatched)} matches no stage; this run's stages: {', '.join(names)}")
 
-    def run(self, name: str, spec: Mapping[str, Any], build: Builder, label: str | None = None) -> StageResult:
-        """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``)."""
+    def run(
+        self, name: str, spec: Mapping[str, Any], build: Builder, label: str | None = None, spinner: bool = False
+    ) -> StageResult:
+        """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``).
+
+        ``spinner`` shows a live spinner with the elapsed time while a builder without its own progress
+        bar runs.
+        """
         key = stage_key(spec)
         output = self.output_path(name)
         marker = self.read_marker(name)
@@ -126,7 +132,11 @@ class StageStore:
         self.console.print(f"[bold cyan]{'resume' if resume else 'run'}[/]     {label or name}", highlight=False)
         started = time.time()
         self._write_marker(name, {"status": "running", "key": key, "spec": spec, "started": started})
-        build(output, resume)
+        if spinner:
+            with self.console.status(f"{label or name} …", spinner="dots"):
+                build(output, resume)
+        else:
+            build(output, resume)
         seconds = time.time() - started
         output_id = uuid.uuid4().hex
         self._write_marker(

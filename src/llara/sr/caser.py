@@ -54,7 +54,17 @@ class Caser(SequentialRecommender):
         return {"dropout": self.dropout_p, "num_filters": self.num_filters, "filter_sizes": list(self.filter_sizes)}
 
     def encode(self, window: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        grid = (self.embedding(window) * self.padding_mask(window)).unsqueeze(1)  # [B, 1, L, D]
-        pooled = [F.relu(conv(grid)).squeeze(3).amax(dim=2) for conv in self.horizontal]  # [B, F] each
-        vertical = F.relu(self.vertical(grid)).flatten(1)  # [B, D]
+        rows = self.embedding(window) * self.padding_mask(window)  # [B, L, D]
+        pooled = [self._horizontal(rows, conv).amax(dim=1) for conv in self.horizontal]  # [B, F] each
+        vertical = F.relu(torch.einsum("bld,l->bd", rows, self.vertical.weight.view(-1)) + self.vertical.bias)
         return self.drop(torch.cat([*pooled, vertical], dim=1))
+
+    @staticmethod
+    def _horizontal(rows: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """ReLU of a full-width ``(h, D)`` convolution as one matmul over the ``h``-row windows: [B, L-h+1, F].
+
+        Same result as ``conv(rows.unsqueeze(1))``, several times faster on CPU for these tiny kernels.
+        """
+        height = conv.kernel_size[0]
+        windows = rows.unfold(1, height, 1).transpose(2, 3).flatten(2)  # [B, L-h+1, h*D], row-major like the kernel
+        return F.relu(F.linear(windows, conv.weight.flatten(1), conv.bias))

@@ -19,7 +19,6 @@ class GRU4Rec(SequentialRecommender):
         super().__init__(num_items, dim, max_len)
         self.num_layers = num_layers
         self.gru = nn.GRU(dim, dim, num_layers=num_layers, batch_first=True)
-        nn.init.normal_(self.embedding.weight, std=0.01)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"num_layers": self.num_layers}

@@ -12,7 +12,9 @@ with the same weights as an uninterrupted one. The finished checkpoint replaces 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +54,11 @@ def train_sr(
     data = PreparedData.load(data_dir)
     train = split_tensors(data, "train", config.max_len, with_candidates=False)
     val = split_tensors(data, "val", config.max_len)
-    fit = _Fit(config, data, state_path)
-    if resume and state_path.exists():
-        fit.restore()
-    fit.run(train, val, progress)
+    with torch_threads(config.num_threads):
+        fit = _Fit(config, data, state_path)
+        if resume and state_path.exists():
+            fit.restore()
+        fit.run(train, val, progress)
     fit.model.load_state_dict(fit.state["best_weights"])
     save_sr(fit.model, out_dir, data_content_hash=data.manifest.get("content_hash"), training=fit.summary())
     return out_dir
@@ -149,6 +152,17 @@ class _Fit:
             "val_hr@1": self.state["best_hr1"],
             **{key: self.state[key] for key in keep},
         }
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op CPU threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run_epoch(

@@ -1,0 +1,51 @@
+"""`llara sr train / evaluate / import` end to end on the tiny planted-pattern folder."""
+
+from __future__ import annotations
+
+import json
+
+from llara.cli import main
+
+
+def run_cli(args: list[str]) -> int:
+    """Run ``llara ARGS``; return the exit status."""
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_train_then_evaluate(tiny_data, tmp_path, capsys):
+    out = tmp_path / "gru"
+    args = ["sr", "train", "--data", str(tiny_data.root), "--out", str(out), "--model", "gru4rec", "--epochs", "2"]
+    assert run_cli([*args, "--no-progress", "-O", "batch_size=64"]) == 0
+    assert "best validation HR@1" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["training"]["config"]["batch_size"] == 64
+    assert run_cli(["sr", "evaluate", "--checkpoint", str(out), "--data", str(tiny_data.root)]) == 0
+    printed = capsys.readouterr().out
+    assert "NDCG@10" in printed and "95% CI" in printed
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "test" and set(report["metrics"]) >= {"hr@1", "hr@5", "ndcg@5", "ndcg@10", "mrr"}
+
+
+def test_seeds_report_mean_and_std(tiny_data, tmp_path, capsys):
+    out = tmp_path / "seeds"
+    args = ["sr", "train", "--data", str(tiny_data.root), "--out", str(out), "--model", "caser", "--epochs", "1"]
+    assert run_cli([*args, "--seeds", "2", "--seed", "3", "--no-progress"]) == 0
+    assert "±" in capsys.readouterr().out
+    report = json.loads((out / "seeds.json").read_text())
+    assert [run["seed"] for run in report["runs"]] == [3, 4]
+    assert report["summary"]["hr@1"]["n"] == 2
+    assert (out / "seed-4" / "model.safetensors").exists()
+
+
+def test_errors_are_one_line(tiny_data, tmp_path, capsys):
+    assert run_cli(["sr", "evaluate", "--checkpoint", str(tmp_path / "none"), "--data", str(tiny_data.root)]) == 1
+    assert "not an SR checkpoint" in capsys.readouterr().err
+    args = ["sr", "train", "--data", str(tiny_data.root), "--out", str(tmp_path / "x"), "--model", "bert4rec"]
+    assert run_cli(args) == 1
+    assert "model" in capsys.readouterr().err
+    assert run_cli(["sr", "import", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
