@@ -53,10 +53,39 @@ def authors(out: Path, draws: int) -> dict[str, dict]:
     imported = {m: import_authors_checkpoint(models / f, out / "authors" / m) for m, f in AUTHORS_FILES.items()}
     scores: dict[str, list[float]] = {m: [] for m in imported}
     for seed in range(draws):
-        data = prepare_dataset(DataConfig(source="llara", path=str(folder), seed=seed), out / "authors" / f"data-{seed}")
+        config = DataConfig(source="llara", path=str(folder), seed=seed)
+        data = prepare_dataset(config, out / "authors" / f"data-{seed}")
         for model, checkpoint in imported.items():
             scores[model].append(evaluate_sr(checkpoint, data.root)["hr@1"]["mean"])
     return {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)), "draws": v} for m, v in scores.items()}
+
+
+def step_times(data: Path, steps: int = 30) -> dict[str, dict[int, float]]:
+    """Milliseconds per training step (batch 256, ML-100K rows; best of two runs) with 1 and 2 torch threads."""
+    import time
+
+    import torch
+
+    from llara.data.dataset import PreparedData
+    from llara.sr.registry import build_from_config
+    from llara.sr.samples import SplitTensors, split_tensors
+    from llara.sr.train import _run_epoch, torch_threads
+
+    prepared = PreparedData.load(data)
+    train = split_tensors(prepared, "train", 10, with_candidates=False)
+    rows = slice(0, 256 * steps)
+    subset = SplitTensors(train.history[rows], train.lengths[rows], train.target[rows], None, None)
+    out: dict[str, dict[int, float]] = {}
+    for model in PAPER:
+        out[model] = {}
+        for threads in (1, 2, 1, 2):
+            with torch_threads(threads):
+                net = build_from_config(SRConfig(model=model), prepared.num_items)
+                optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+                started = time.perf_counter()
+                _run_epoch(net, optimizer, subset, torch.Generator().manual_seed(0), 256)
+                out[model][threads] = min(out[model].get(threads, 1e9), (time.perf_counter() - started) / steps * 1e3)
+    return out
 
 
 def table(results: dict, imported: dict, seeds: int) -> str:
@@ -81,9 +110,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--draws", type=int, default=5, help="candidate draws for the authors' checkpoints")
     parser.add_argument("--out", type=Path, help="where checkpoints and bench_sr.json go (default: a temp folder)")
+    parser.add_argument("--steps-only", action="store_true", help="only time training steps with 1 and 2 threads")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_sr_"))
     data = args.data or prepare_dataset(DataConfig(source="movielens"), out / "ml-100k").root
+    if args.steps_only:
+        for model, times in step_times(data).items():
+            print(f"| {model} | {times[1]:.1f} ms | {times[2]:.1f} ms | {times[2] / times[1]:.1f}x |")
+        return
     results = ours(data, out, args.seeds)
     imported = authors(out, args.draws)
     (out / "bench_sr.json").write_text(json.dumps({"ours": results, "authors": imported, "paper": PAPER}, indent=2))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +63,17 @@ def varied_rows(tiny_data) -> list[dict]:
 @pytest.mark.parametrize("mode", ["hybrid", "id"])
 def test_cached_ranking_equals_naive_per_candidate_scoring(tiny_llama, tiny_data, varied_rows, mode) -> None:
     model = build_model(tiny_llama, tiny_data, mode)
-    cached = score_candidates(model, varied_rows, batch_size=3)
     naive = score_candidates_naive(model, varied_rows)
-    for fast, slow in ((cached.total, naive.total), (cached.mean, naive.mean)):
-        assert [len(s) for s in fast] == [len(r["candidates"]) for r in varied_rows]
-        for a, b in zip(fast, slow, strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    for method in ("packed", "expanded"):
+        cached = score_candidates(model, varied_rows, batch_size=3, method=method)
+        for fast, slow in ((cached.total, naive.total), (cached.mean, naive.mean)):
+            assert [len(s) for s in fast] == [len(r["candidates"]) for r in varied_rows]
+            for a, b in zip(fast, slow, strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
     # The scores must discriminate, or the comparison above would prove little.
-    assert np.ptp(cached.total[0]) > 1e-3
+    assert np.ptp(naive.total[0]) > 1e-3
+    with pytest.raises(LlaraError, match="ranking method"):
+        score_candidates(model, varied_rows, method="beam")
 
 
 def test_generation_does_not_depend_on_batch_size(tiny_llama, tiny_data, varied_rows) -> None:
@@ -131,7 +137,9 @@ def test_sharded_predictions_gather_to_the_single_process_result(tiny_llama, tin
 
 def test_evaluate_export_writes_predictions_and_metrics(tiny_llama, tiny_data, tmp_path) -> None:
     export = build_model(tiny_llama, tiny_data, "hybrid").save(tmp_path / "export")
-    result = evaluate_checkpoint(export, protocols=["generate", "rank"], batch_size=3, max_rows=4, out_dir=tmp_path / "ev")
+    result = evaluate_checkpoint(
+        export, protocols=["generate", "rank"], batch_size=3, max_rows=4, out_dir=tmp_path / "ev"
+    )
     written = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert written["rows"] == 4 and set(written["metrics"]) == {"generate", "rank"}
@@ -176,7 +184,8 @@ def test_bad_evaluation_requests_are_clear_errors(tiny_data, tmp_path) -> None:
 def test_evaluate_command(tiny_llama, tiny_data, tmp_path, capsys) -> None:
     export = build_model(tiny_llama, tiny_data, "text").save(tmp_path / "export")
     with pytest.raises(SystemExit) as stopped:
-        main(["evaluate", "--checkpoint", str(export), "--protocol", "rank", "--max-rows", "2", "--out", str(tmp_path / "o")])
+        main(["evaluate", "--checkpoint", str(export), "--protocol", "rank", "--max-rows", "2",
+              "--out", str(tmp_path / "o")])
     assert stopped.value.code == 0
     assert "hr@1" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["rows"] == 2
@@ -184,3 +193,27 @@ def test_evaluate_command(tiny_llama, tiny_data, tmp_path, capsys) -> None:
         main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_data.root)])
     assert stopped.value.code == 1
     assert "neither a LLaRA export" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_count_every_row_once(tiny_llama, tiny_data, tmp_path) -> None:
+    """`accelerate launch` with 2 CPU processes: rows are sharded, gathered, and match one process."""
+    script = Path(sys.executable).with_name("llara")
+    if not script.is_file():
+        pytest.skip("the llara console script is not installed beside this interpreter")
+    export = build_model(tiny_llama, tiny_data, "hybrid").save(tmp_path / "export")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(port), str(script)]
+    args = ["evaluate", "--checkpoint", str(export), "--protocol", "rank", "--batch-size", "2"]
+    done = subprocess.run(launch + args + ["--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = pd.read_parquet(tmp_path / "two" / "predictions.parquet")
+    one = evaluate_checkpoint(export, protocols=["rank"], out_dir=tmp_path / "one")
+    assert two["row"].tolist() == list(range(len(tiny_data.split("test"))))
+    assert two["rank"].tolist() == pd.read_parquet(tmp_path / "one" / "predictions.parquet")["rank"].tolist()
+    gathered = json.loads((tmp_path / "two" / "metrics.json").read_text())["metrics"]
+    assert gathered == json.loads(json.dumps(one["metrics"]))

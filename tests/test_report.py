@@ -75,13 +75,13 @@ def test_plots_skipped_without_training_logs(run_dir):
 
 def test_terminal_table_shows_every_mean(run_dir):
     _, rows = write_report(run_dir)
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=80)
     console.print(rich_table(rows))
     terminal = console.export_text()
     for row in rows:
         for name in ("hr@1", "hr@5", "ndcg@5"):
             assert f"{row.metrics[name]['mean']:.4f}" in terminal
-            low, high = (f"{row.metrics[name][k]:.3f}".removeprefix("0") for k in ("ci_low", "ci_high"))
+            low, high = (f"{row.metrics[name][k]:.2f}".removeprefix("0") for k in ("ci_low", "ci_high"))
             assert f"{low}–{high}" in terminal
 
 

@@ -54,7 +54,9 @@ def test_padding_does_not_change_scores(kind):
     reference = model.score(pad_histories(HISTORIES, MAX_LEN, PAD), candidates)
     wide = model.score(pad_histories(HISTORIES, 12, PAD), candidates)
     left = model.score(_left_padded(HISTORIES, 9), candidates)
-    alone = torch.cat([model.score(pad_histories([h], MAX_LEN, PAD), candidates[i : i + 1]) for i, h in enumerate(HISTORIES)])
+    alone = torch.cat(
+        [model.score(pad_histories([h], MAX_LEN, PAD), candidates[i : i + 1]) for i, h in enumerate(HISTORIES)]
+    )
     for other in (wide, left, alone):
         torch.testing.assert_close(other, reference)
     with torch.no_grad():

@@ -70,13 +70,16 @@ def test_resume_reaches_the_same_weights(successor_data, tmp_path, monkeypatch):
     with pytest.raises(LlaraError, match="--resume"):
         train_sr(config, successor_data, tmp_path / "resumed", progress=False)
     with pytest.raises(LlaraError, match="another SR config"):
-        train_sr(config.model_copy(update={"l2": 0.1}), successor_data, tmp_path / "resumed", resume=True, progress=False)
+        train_sr(config.model_copy(update={"l2": 0.1}), successor_data, tmp_path / "resumed", resume=True)
     torch.manual_seed(123)  # the resumed run must restore every RNG it uses
     resumed = load_sr(train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False))
     for name, tensor in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
     history = json.loads((tmp_path / "resumed" / "config.json").read_text())["training"]["history"]
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False) == tmp_path / "resumed"
+    with pytest.raises(LlaraError, match="finished run with other settings"):
+        train_sr(config.model_copy(update={"seed": 9}), successor_data, tmp_path / "resumed", resume=True)
 
 
 def test_l2_grid_keeps_the_best_on_validation(successor_data, tmp_path):

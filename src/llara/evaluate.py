@@ -60,7 +60,8 @@ def evaluate_checkpoint(
             raise LlaraError(
                 f"{checkpoint} is neither a LLaRA export (no llara.json) nor an SR checkpoint (no config.json)"
             )
-        return evaluate_sr_checkpoint(checkpoint, _need_data(data_dir, "an SR checkpoint"), protocols, split, max_rows, out_dir)
+        sr_data = _need_data(data_dir, "an SR checkpoint")
+        return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir)
     if checkpoint is not None:
         model, data = load_export(checkpoint, data_dir)
     else:
@@ -80,6 +81,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Run ``protocols`` over the first ``max_rows`` rows of ``split`` (all by default).
 
+    The model is moved to this process's device (``accelerate.PartialState().device``) and set to eval.
+
     Returns ``{"model", "data", "data_content_hash", "split", "rows", "metrics": {protocol: {name:
     {mean, ci_low, ci_high, n}}}}``; with ``out_dir``, the main process writes it as ``metrics.json``
     beside the per-row ``predictions.parquet``.
@@ -91,7 +94,7 @@ def evaluate_model(
         raise LlaraError(f"batch size must be at least 1, got {batch_size}")
     state = PartialState()
     rows = split_rows(data, split, max_rows)
-    model.eval()
+    model.to(state.device).eval()  # under accelerate: this process's device
     mine = shard(rows, state.process_index, state.num_processes)
     frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size)))
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
@@ -218,7 +221,8 @@ def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
 def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray]:
     """Per-row metric arrays of one protocol from the predictions frame."""
     if protocol == "rank":
-        return {**rank_metrics(frame["rank"].to_numpy()), **rank_metrics(frame["len_norm_rank"].to_numpy(), "len_norm_")}
+        by_sum = rank_metrics(frame["rank"].to_numpy())
+        return {**by_sum, **rank_metrics(frame["len_norm_rank"].to_numpy(), "len_norm_")}
     out: dict[str, np.ndarray] = {}
     target = frame["target"].to_numpy()
     for prefix in ("", "strict_"):

@@ -3,9 +3,10 @@
 The prompt of each row runs once (:func:`llara.inference.prefill`) and its KV cache is reused for all
 candidates' answers in one more forward pass: either packed into one sequence per row behind the cache,
 with a block attention mask so each answer sees only the prompt and itself (default), or with the cache
-expanded along the batch dimension, one copy per candidate (for attention kernels without custom masks). A candidate's score is the log-likelihood of its answer tokens: the sum (the probability
-of producing exactly this answer) and the per-token mean (length-normalised). Every candidate gets a
-score, so the ranking is complete and ValidRatio is 1 by construction.
+expanded along the batch dimension, one copy per candidate (for attention kernels without custom masks).
+A candidate's score is the log-likelihood of its answer tokens: the sum (the probability of producing
+exactly this answer) and the per-token mean (length-normalised). Every candidate gets a score, so the
+ranking is complete and ValidRatio is 1 by construction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from llara.errors import LlaraError
-from llara.inference import Row, answer_token_ids, device_of, prefill, run_llm
+from llara.inference import Prefix, Row, answer_token_ids, device_of, prefill, run_llm
 
 
 @dataclass(frozen=True)
@@ -59,41 +60,52 @@ def _resolve_method(model: Any, method: str) -> str:
 def _score_packed(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """One sequence per row: all its answers back to back, each seeing the prompt and its own tokens only.
 
-    No cache copies and no padding between answers: the cost is the answer tokens themselves.
+    No cache copies and no padding between answers. An answer's first token is scored from the prompt's
+    last logits, so each answer enters the model without its last token (whose output predicts nothing).
     """
     device = device_of(model)
     prefix = prefill(model, rows)
     answers = [_answer_ids(model, row["candidates"]) for row in rows]
-    ids, segment, offset = _pack(answers, model.tokenizer.pad_token_id or 0, device)
+    counts = [len(a) for a in answers]
+    firsts = torch.zeros(len(rows), max(counts), dtype=torch.long, device=device)
+    for b, row in enumerate(answers):
+        firsts[b, : len(row)] = torch.tensor([a[0] for a in row], device=device)
+    total = torch.log_softmax(prefix.last_logits, dim=-1).gather(1, firsts)
+    lengths = torch.ones_like(total)
+    pad_id = model.tokenizer.pad_token_id or 0
+    inputs, segment, offset = _pack([[a[:-1] for a in row] for row in answers], pad_id, device)
+    if inputs.shape[1]:
+        targets, _, _ = _pack([[a[1:] for a in row] for row in answers], pad_id, device)
+        logits = _run_packed(model, prefix, inputs, segment, offset)
+        token_logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        real = segment >= 0
+        total.scatter_add_(1, segment.clamp(min=0), torch.where(real, token_logp, 0.0))
+        lengths.scatter_add_(1, segment.clamp(min=0), real.float())
+    return _unpad(total, counts), _unpad(total / lengths, counts)
+
+
+def _run_packed(
+    model: Any, prefix: Prefix, inputs: torch.Tensor, segment: torch.Tensor, offset: torch.Tensor
+) -> torch.Tensor:
+    """Logits of packed answers behind the prompt cache; a token sees the prompt and its own answer so far."""
     same_answer = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
     visible = torch.cat(
         [
-            prefix.attention_mask.bool()[:, None, :].expand(-1, ids.shape[1], -1),
+            prefix.attention_mask.bool()[:, None, :].expand(-1, inputs.shape[1], -1),
             same_answer & (offset[:, None, :] <= offset[:, :, None]),
         ],
         dim=2,
     )
     dtype = model.llm.get_input_embeddings().weight.dtype
-    mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
-    answer_logits, _ = run_llm(
+    mask = torch.zeros(visible.shape, dtype=dtype, device=inputs.device).masked_fill_(~visible, torch.finfo(dtype).min)
+    logits, _ = run_llm(
         model,
         prefix.cache,
-        input_ids=ids,
+        input_ids=inputs,
         attention_mask=mask[:, None],
         position_ids=prefix.next_position[:, None] + offset,
     )
-    # Token j of an answer is predicted by the prompt's last position (j = 0) or the answer's token j - 1.
-    logits = torch.cat([prefix.last_logits[:, None], answer_logits[:, :-1].float()], dim=1)
-    first = offset == 0
-    logits[first] = prefix.last_logits[:, None].expand_as(logits)[first]
-    token_logp = logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    real = segment >= 0
-    counts = [len(a) for a in answers]
-    total = torch.zeros(len(rows), max(counts), device=device)
-    total.scatter_add_(1, segment.clamp(min=0), torch.where(real, token_logp, 0.0))
-    lengths = torch.zeros_like(total).scatter_add_(1, segment.clamp(min=0), real.float())
-    mean = total / lengths.clamp(min=1)
-    return _unpad(total, counts), _unpad(mean, counts)
+    return logits.float()
 
 
 @torch.inference_mode()

@@ -74,7 +74,8 @@ class Recommender:
         text = str(spec).strip()
         matches = self._by_title.get(text.casefold(), [])
         if len(matches) > 1:
-            raise LlaraError(f"{field} {text!r} is the title of several items ({', '.join(map(str, matches))}); give the id")
+            ids = ", ".join(map(str, matches))
+            raise LlaraError(f"{field} {text!r} is the title of several items ({ids}); give the id")
         if matches:
             return matches[0]
         if text.isdigit():

@@ -2,7 +2,8 @@
 
 The pipeline leaves ``run.json`` in the run folder: one entry per variant with its kind, a one-line
 description, its training log (if trained, ``train_log``) and its ``metrics.json`` as written by
-:mod:`llara.evaluate` (``{"metrics": {protocol: {name: summary}}}``), paths relative to the run folder. Everything here is rebuilt from that index, so ``llara report RUN_DIR`` redraws a report
+:mod:`llara.evaluate` (``{"metrics": {protocol: {name: summary}}}``), paths relative to the run
+folder. Everything here is rebuilt from that index, so ``llara report RUN_DIR`` redraws a report
 without running anything.
 """
 
@@ -24,13 +25,13 @@ from llara.plots import plot_hr_at_k, plot_learning_curves, plot_schedule
 RUN_INDEX = "run.json"
 REPORT = "report.md"
 
-#: (column header, metric name in metrics.json); HR@1 is over all rows, the published figure
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ValidRatio", "valid_ratio"),
-    ("HR@1", "hr@1"),
-    ("HR@1 valid", "hr@1_valid"),
-    ("HR@5", "hr@5"),
-    ("NDCG@5", "ndcg@5"),
+#: (Markdown header, terminal header, metric name in metrics.json); HR@1 is over all rows (published)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("ValidRatio", "Valid\nRatio", "valid_ratio"),
+    ("HR@1", "HR@1", "hr@1"),
+    ("HR@1 valid", "HR@1\nvalid", "hr@1_valid"),
+    ("HR@5", "HR@5", "hr@5"),
+    ("NDCG@5", "NDCG@5", "ndcg@5"),
 )
 
 Summary = dict[str, float]
@@ -125,13 +126,13 @@ def format_summary(summary: Summary | None) -> str:
 
 def table_cells(row: ResultRow, cell: Callable[[Summary | None], str] = format_summary) -> list[str]:
     """The row's cells in table order: variant, protocol, metric columns (rendered by ``cell``), n."""
-    metrics = [cell(row.metrics.get(name)) for _, name in COLUMNS]
+    metrics = [cell(row.metrics.get(name)) for _, _, name in COLUMNS]
     return [row.variant, row.protocol, *metrics, str(row.rows or "–")]
 
 
 def table_headers() -> list[str]:
-    """Column headers matching :func:`table_cells`."""
-    return ["Variant", "Protocol", *(header for header, _ in COLUMNS), "n"]
+    """Markdown column headers matching :func:`table_cells`."""
+    return ["Variant", "Protocol", *(header for header, _, _ in COLUMNS), "n"]
 
 
 def markdown_table(rows: Sequence[ResultRow]) -> str:
@@ -143,26 +144,26 @@ def markdown_table(rows: Sequence[ResultRow]) -> str:
 
 
 def _short(value: float) -> str:
-    """Three decimals without the leading zero (``.345``), as in compact result tables."""
-    text = f"{value:.3f}"
+    """Two decimals without the leading zero (``.35``): the CI line of the narrow terminal table."""
+    text = f"{value:.2f}"
     return text[1:] if text.startswith("0.") else text
 
 
 def _terminal_cell(summary: Summary | None) -> str:
-    """Mean on one line, its 95% CI dimmed below (keeps the table narrow enough for a terminal)."""
+    """Mean on one line, its 95% CI dimmed below (keeps the table within 80 columns)."""
     if summary is None:
         return "–"
     return f"{summary['mean']:.4f}\n[dim]{_short(summary['ci_low'])}–{_short(summary['ci_high'])}[/]"
 
 
 def rich_table(rows: Sequence[ResultRow], title: str = "Results: mean and 95% CI") -> Table:
-    """The results as a rich table for the terminal."""
+    """The results as a rich table for the terminal (the Markdown report has the full intervals)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-    for i, header in enumerate(table_headers()):
-        if i < 2:
-            table.add_column(header, overflow="fold")
-        else:
-            table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("Variant", overflow="fold")
+    table.add_column("Protocol", no_wrap=True)
+    for _, header, _ in COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
     for row in rows:
         table.add_row(*table_cells(row, _terminal_cell))
     return table
@@ -194,9 +195,11 @@ def _render_markdown(
     run_dir: Path, index: dict[str, Any], rows: Sequence[ResultRow], plots: dict[str, Path]
 ) -> str:
     parts = [f"# Run `{index['name']}`", "", f"Created {index.get('created', '?')}.", ""]
-    parts += ["## Results", "", "Mean with 95% confidence interval. HR@1 counts every row (the published",
-              "figure); HR@1 valid counts only rows whose answer names a candidate. SR baselines and the",
-              "ranking protocol score every candidate (ValidRatio 1).", "", markdown_table(rows), ""]
+    parts += ["## Results", "",
+              "Mean with 95% confidence interval. HR@1 counts every row (the published figure); HR@1 valid",
+              "counts only rows whose generated answer names a candidate. SR baselines and the ranking",
+              "protocol score every candidate (ValidRatio 1, so HR@1 valid would equal HR@1).", "",
+              markdown_table(rows), ""]
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
     parts += [f"| {e['name']} | {e['kind']} | {e.get('description', '')} |" for e in index["variants"]]
     parts.append("")

@@ -28,7 +28,7 @@ from llara.evaluate import METRICS_FILE, evaluate_checkpoint
 from llara.paths import atomic_file
 from llara.prompts import uses_behavior_tokens
 from llara.report import RUN_INDEX, ResultRow, write_report
-from llara.stages import StageResult, StageStore, path_fingerprint, stage_key
+from llara.stages import Builder, StageResult, StageStore, path_fingerprint, stage_key
 
 #: SR baselines score every candidate: the ranking protocol (ValidRatio 1 by construction)
 SR_PROTOCOL = "rank"
@@ -126,7 +126,7 @@ class _Pipeline:
         self.sr_done: dict[str, StageResult] = {}
 
     def _stage(
-        self, name: str, spec: dict[str, Any], build: Any, label: str | None = None, spinner: bool = False
+        self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None, spinner: bool = False
     ) -> StageResult:
         result = self.store.run(name, spec, build, label, spinner=spinner and self.progress)
         self.results.append(result)
@@ -136,8 +136,13 @@ class _Pipeline:
         """Prepare the samples once for all variants."""
         from llara.data.prepare import prepare_dataset
 
-        spec = {"stage": "data", "data": config.data.model_dump(mode="json"), "files": path_fingerprint(config.data.path)}
-        return self._stage("data", spec, lambda out, resume: prepare_dataset(config.data, out), "prepare data")
+        spec = {"stage": "data", "data": config.data.model_dump(mode="json"),
+                "files": path_fingerprint(config.data.path)}
+
+        def build(out: Path, resume: bool) -> None:
+            prepare_dataset(config.data, out)
+
+        return self._stage("data", spec, build, "prepare data")
 
     def sr(self, config: SRConfig, data: StageResult, names: dict[str, str]) -> StageResult:
         """Train (or reuse) the SR backbone of ``config``; shared by every variant that uses it."""
@@ -146,38 +151,47 @@ class _Pipeline:
         key = sr_json(config)
         if key not in self.sr_done:
             spec = {"stage": "sr", "sr": config.model_dump(mode="json"), "data": data.output_id}
-            build = lambda out, resume: train_sr(config, data.output, out, resume=resume, progress=self.progress)  # noqa: E731
+
+            def build(out: Path, resume: bool) -> None:
+                train_sr(config, data.output, out, resume=resume, progress=self.progress)
+
             self.sr_done[key] = self._stage(names[key], spec, build, f"train SR backbone {config.model}")
         return self.sr_done[key]
 
     def variant(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
     ) -> dict[str, Any]:
-        """Train and evaluate one variant; its entry in the run index."""
+        """Train (if tuned) and evaluate one variant; its entry in the run index."""
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
         entry: dict[str, Any] = {"name": variant.name, "kind": variant.kind, "description": describe(variant, config)}
         if variant.kind == "sr":
-            model: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
-            model_spec: dict[str, Any] = {"sr": sr.output_id}
+            target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
+            identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
             trained = self.train(variant, config, data, sr)
-            model = {"checkpoint": trained.output / EXPORT_FOLDER, "protocols": config.eval.protocols}
-            model_spec = {"train": trained.output_id}
+            target = {"checkpoint": trained.output / EXPORT_FOLDER, "protocols": config.eval.protocols}
+            identity = {"train": trained.output_id}
             entry["train_log"] = _relative(trained.output / TRAIN_LOG, self.store.root)
             entry["behavioral"] = uses_behavior_tokens(config.model.prompt_mode)
         else:
-            model = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
-            model_spec = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
-        spec = {"stage": "eval", "data": data.output_id, "protocols": model["protocols"],
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **model_spec}
+            target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
+            identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
+        evaluated = self.evaluate(variant.name, config, data, target, identity)
+        entry["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
+        return entry
+
+    def evaluate(
+        self, name: str, config: ExperimentConfig, data: StageResult, target: dict[str, Any], identity: dict[str, Any]
+    ) -> StageResult:
+        """Evaluate ``target`` (``evaluate_checkpoint`` arguments) on the frozen split; ``identity`` keys it."""
+        spec = {"stage": "eval", "data": data.output_id, "protocols": target["protocols"],
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **identity}
 
         def build(out: Path, resume: bool) -> None:
             evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
-                                max_rows=config.eval.max_rows, out_dir=out, **model)
+                                max_rows=config.eval.max_rows, out_dir=out, **target)
 
-        evaluated = self._stage(f"eval-{variant.name}", spec, build, f"evaluate {variant.name}", spinner=True)
-        entry["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
-        return entry
+        return self._stage(f"eval-{name}", spec, build, f"evaluate {name}", spinner=True)
 
     def train(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr: StageResult | None

@@ -37,7 +37,9 @@ class RecommendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    history: list[ItemRef] = Field(min_length=1, max_length=MAX_HISTORY, description="Item titles or ids, oldest first.")
+    history: list[ItemRef] = Field(
+        min_length=1, max_length=MAX_HISTORY, description="Item titles or ids, oldest first."
+    )
     candidates: list[ItemRef] | None = Field(
         None, min_length=1, max_length=MAX_CANDIDATES, description="Items to rank; omitted: drawn as the protocol does."
     )

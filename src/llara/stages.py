@@ -139,10 +139,9 @@ class StageStore:
             build(output, resume)
         seconds = time.time() - started
         output_id = uuid.uuid4().hex
-        self._write_marker(
-            name,
-            {"status": "done", "key": key, "spec": spec, "output_id": output_id, "started": started, "seconds": seconds},
-        )
+        done = {"status": "done", "key": key, "spec": spec, "output_id": output_id, "started": started,
+                "seconds": seconds}
+        self._write_marker(name, done)
         self.console.print(f"[green]done[/]    {label or name} [dim]({seconds:.1f} s)[/]", highlight=False)
         return self._log(StageResult(name, key, output, output_id, "resumed" if resume else "ran", seconds))
 

@@ -64,7 +64,9 @@ def metrics_table(result: dict[str, Any]) -> Table:
 
 def recommend(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A LLaRA export folder."),
-    history: list[str] = typer.Option(..., "--history", help="An item the user had, by title or id (repeat, oldest first)."),
+    history: list[str] = typer.Option(
+        ..., "--history", help="An item the user had, by title or id (repeat, oldest first)."
+    ),
     candidates: list[str] | None = typer.Option(
         None, "--candidates", help="A candidate item by title or id (repeat); default: drawn as the protocol does."
     ),

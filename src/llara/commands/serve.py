@@ -18,7 +18,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     max_batch: int = typer.Option(16, "--max-batch", min=1, help="Most requests ranked in one batch."),
-    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0.0, help="How long a batch waits for more requests."),
+    batch_wait_ms: float = typer.Option(
+        5.0, "--batch-wait-ms", min=0.0, help="How long a batch waits for more requests."
+    ),
 ) -> None:
     """Serve recommendations over HTTP: POST /recommend, GET /health, OpenAPI docs at /docs."""
     import uvicorn

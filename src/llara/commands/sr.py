@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(help="Sequential recommenders: train, evaluate, import the authors' checkpoints.", no_args_is_help=True)
+app = typer.Typer(
+    help="Sequential recommenders: train, evaluate, import the authors' checkpoints.", no_args_is_help=True
+)
 console = Console()
 
 #: label shown for each headline metric
@@ -42,11 +44,17 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (replaced when done)."),
     model: str = typer.Option(None, "--model", "-m", help="sasrec, gru4rec or caser (default: sasrec)."),
     l2: float = typer.Option(None, "--l2", help="L2 weight decay (default: 1e-6)."),
-    l2_grid: str = typer.Option(None, "--l2-grid", help="Comma-separated L2 values; keeps the best on validation HR@1."),
-    epochs: int = typer.Option(None, "--epochs", help="Most epochs (default from SRConfig)."),
-    patience: int = typer.Option(None, "--patience", help="Epochs without a better validation HR@1 before stopping."),
+    l2_grid: str = typer.Option(
+        None, "--l2-grid", help="Comma-separated L2 values; keeps the best by validation HR@1."
+    ),
+    epochs: int = typer.Option(None, "--epochs", help="Most epochs (default: 30)."),
+    patience: int = typer.Option(
+        None, "--patience", help="Stop after this many epochs without a better validation HR@1 (default: 5)."
+    ),
     seed: int = typer.Option(None, "--seed", help="Random seed (first seed with --seeds)."),
-    seeds: int = typer.Option(1, "--seeds", min=1, help="Train this many seeds into OUT/seed-<s>, report mean and std."),
+    seeds: int = typer.Option(
+        1, "--seeds", min=1, help="Train this many seeds into OUT/seed-<s>; report mean and std."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     config: Path = typer.Option(None, "--config", help="YAML file whose `sr` section gives the defaults."),
@@ -85,7 +93,8 @@ def _train_seeds(sr_config, data: Path, out: Path, seeds: int, resume: bool, pro
         cells = [f"{run['metrics'][name]['mean']:.4f}" for name in LABELS]
         table.add_row(str(run["seed"]), *cells, f"{run['train_seconds']:.0f}")
     summary = report["summary"]
-    table.add_row("mean ± std", *[f"{summary[n]['mean']:.4f} ± {summary[n]['std']:.4f}" for n in LABELS], "", style="bold")
+    cells = [f"{summary[name]['mean']:.4f} ± {summary[name]['std']:.4f}" for name in LABELS]
+    table.add_row("mean ± std", *cells, "", style="bold")
     console.print(table)
     console.print(f"Report: [bold]{escape(str(out / SEEDS_REPORT))}[/]")
 
@@ -95,7 +104,9 @@ def evaluate(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="SR checkpoint folder."),
     data: Path = typer.Option(..., "--data", help="Prepared data folder with the same items."),
     split: str = typer.Option("test", "--split", help="val or test."),
-    out: Path = typer.Option(None, "--out", "-o", help="metrics JSON (default: CHECKPOINT/metrics.json, or metrics-val.json)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Metrics JSON (default: CHECKPOINT/metrics.json, metrics-SPLIT.json for val)."
+    ),
 ) -> None:
     """Rank each row's frozen candidates; print HR@1, HR@5, NDCG@5, NDCG@10 and MRR with 95% CIs."""
     from llara.sr.evaluate import evaluate_sr

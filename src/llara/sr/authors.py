@@ -56,7 +56,12 @@ _SASREC_NAMES = {
     "s_fc": "output",
 }
 _GRU_NAMES = {"item_embeddings": "embedding", "gru": "gru", "s_fc": "output"}
-_CASER_NAMES = {"item_embeddings": "embedding", "horizontal_cnn": "horizontal", "vertical_cnn": "vertical", "s_fc": "output"}
+_CASER_NAMES = {
+    "item_embeddings": "embedding",
+    "horizontal_cnn": "horizontal",
+    "vertical_cnn": "vertical",
+    "s_fc": "output",
+}
 
 
 class _Inert:
@@ -210,9 +215,8 @@ def _architecture(
     if model_type == "sasrec":
         return params["positional_embeddings.weight"].shape[0], {}, _SASREC_NAMES
     if model_type == "caser":
-        heights = sorted(
-            (int(k.split(".")[1]), v.shape[2]) for k, v in params.items() if k.startswith("horizontal_cnn.") and k.endswith("weight")
-        )
+        kernels = {k: v for k, v in params.items() if k.startswith("horizontal_cnn.") and k.endswith("weight")}
+        heights = sorted((int(k.split(".")[1]), v.shape[2]) for k, v in kernels.items())
         hyper = {
             "num_filters": params["horizontal_cnn.0.weight"].shape[0],
             "filter_sizes": [h for _, h in heights],
@@ -225,4 +229,5 @@ def _architecture(
 def import_authors_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
     """Convert an authors' ``.pt`` file into our checkpoint folder ``out_dir`` (written atomically)."""
     model, provenance = authors_model(path)
-    return save_sr(model, out_dir, imported_from=provenance, id_space="the authors' item ids (llara data prepare llara)")
+    id_space = "the authors' item ids (llara data prepare llara)"
+    return save_sr(model, out_dir, imported_from=provenance, id_space=id_space)

@@ -21,8 +21,8 @@ from llara.sr.base import SequentialRecommender
 class Caser(SequentialRecommender):
     """Convolutional sequence embedding recommender."""
 
-    config_fields = ("dropout",)
     model_type = "caser"
+    config_fields = ("dropout",)
 
     def __init__(
         self,

@@ -20,8 +20,8 @@ from llara.sr.base import SequentialRecommender
 class SASRec(SequentialRecommender):
     """Self-attentive sequential recommender (1 block, 1 head by default)."""
 
-    config_fields = ("dropout",)
     model_type = "sasrec"
+    config_fields = ("dropout",)
 
     def __init__(
         self, num_items: int, dim: int = 64, max_len: int = 10, dropout: float = 0.1, num_heads: int = 1

@@ -32,7 +32,8 @@ def train_seeds(
     runs = []
     for seed in range(config.seed, config.seed + seeds):
         started = time.perf_counter()
-        checkpoint = train_sr(config.model_copy(update={"seed": seed}), data_dir, out_dir / f"seed-{seed}", resume, progress)
+        seeded = config.model_copy(update={"seed": seed})
+        checkpoint = train_sr(seeded, data_dir, out_dir / f"seed-{seed}", resume, progress)
         seconds = time.perf_counter() - started
         metrics = evaluate_sr(checkpoint, data_dir, split=split)
         runs.append({"seed": seed, "checkpoint": str(checkpoint), "train_seconds": seconds, "metrics": metrics})

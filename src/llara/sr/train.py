@@ -50,17 +50,26 @@ def train_sr(
     if state_path.exists() and not resume:
         raise LlaraError(f"{out_dir} holds an interrupted run; pass --resume to continue it or delete {state_path}")
     if resume and not state_path.exists() and (out_dir / WEIGHTS).exists():
-        return out_dir
+        return _finished(out_dir, config)
     data = PreparedData.load(data_dir)
     train = split_tensors(data, "train", config.max_len, with_candidates=False)
     val = split_tensors(data, "val", config.max_len)
-    with torch_threads(config.num_threads):
+    # fork_rng: seeding and restoring RNG states here leaves the caller's global RNG untouched.
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
         fit = _Fit(config, data, state_path)
         if resume and state_path.exists():
             fit.restore()
         fit.run(train, val, progress)
     fit.model.load_state_dict(fit.state["best_weights"])
     save_sr(fit.model, out_dir, data_content_hash=data.manifest.get("content_hash"), training=fit.summary())
+    return out_dir
+
+
+def _finished(out_dir: Path, config: SRConfig) -> Path:
+    """A finished run in ``out_dir``, provided it was trained with ``config``."""
+    trained = read_sr_config(out_dir).get("training", {}).get("config")
+    if trained != config.model_dump(mode="json"):
+        raise LlaraError(f"{out_dir} holds a finished run with other settings; choose another --out to train anew")
     return out_dir
 
 
