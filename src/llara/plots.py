@@ -69,12 +69,15 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _line_plot(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ylabel: str, title: str) -> tuple[Any, Any]:
-    """A figure with one smoothed line (and its faint raw values) per (variant, steps, values)."""
+def _line_plot(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ylabel: str, title: str, smoothing: int = 20
+) -> tuple[Any, Any]:
+    """One line per (variant, steps, values): a trailing mean over 1/``smoothing`` of the points, over the
+    faint raw values."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for variant, steps, values in curves:
-        window = max(1, values.size // 20)
+        window = max(1, values.size // smoothing)
         (line,) = ax.plot(steps, rolling_mean(values, window), label=variant)
         if window > 1:
             ax.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
@@ -100,7 +103,7 @@ def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
     curves = [curve for curve in curves if curve[1].size]
     if not curves:
         return None
-    fig, ax = _line_plot(curves, "share of hybrid steps (rolling mean)", "Realised curriculum schedule")
+    fig, ax = _line_plot(curves, "share of hybrid steps (rolling mean)", "Realised curriculum schedule", smoothing=6)
     last = max(curve[1].max() for curve in curves)
     ax.plot([0, last], [0, 1], linestyle="--", color="grey", label="curriculum p(t) = t/T")
     ax.set_ylim(-0.05, 1.05)

@@ -113,8 +113,7 @@ class StageStore:
     ) -> StageResult:
         """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``).
 
-        ``spinner`` shows a live spinner with the elapsed time while a builder without its own progress
-        bar runs.
+        ``spinner`` shows a live spinner (on a terminal) while a builder without its own progress bar runs.
         """
         key = stage_key(spec)
         output = self.output_path(name)
