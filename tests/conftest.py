@@ -1,4 +1,4 @@
-"""Shared fixtures: the read-only shared data folder (skipped cleanly when absent)."""
+"""Shared fixtures: the read-only shared data folder (skipped cleanly when absent), tiny data and model."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory):
     from llara.data.prepare import prepare_dataset
 
     return prepare_dataset(DataConfig(source="synthetic", seed=0), tmp_path_factory.mktemp("tiny") / "prepared")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised Llama (2 layers, hidden 64) whose tokenizer knows ``tiny_data``'s titles."""
+    from llara.tiny import create_tiny_llama
+
+    return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 
 
 def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, per_user: int = 8) -> Path:

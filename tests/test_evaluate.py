@@ -28,12 +28,6 @@ from llara.evaluate import (
 from llara.generation import generate_answers, generate_token_ids, is_stop_token, stop_token_ids, token_budgets
 from llara.model import LlaraModel
 from llara.ranking import score_candidates, score_candidates_naive
-from llara.tiny import create_tiny_llama
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 
 
 def build_model(tiny_llama: Path, data, mode: str, lora: bool = True) -> LlaraModel:

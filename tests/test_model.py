@@ -12,14 +12,8 @@ from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.llm import load_base_model
 from llara.model import IGNORE_INDEX, LlaraModel
-from llara.tiny import create_tiny_llama
 
 SR_DIM = 64
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,13 @@ from llara.errors import LlaraError
 from llara.model import LlaraModel
 from llara.ranking import score_candidates
 from llara.recommend import Query, Recommender
-from llara.tiny import create_tiny_llama
 
 
 @pytest.fixture(scope="module")
-def export(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def export(tiny_data, tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved text-mode tiny LLaRA model."""
-    root = tmp_path_factory.mktemp("rec")
-    llm = create_tiny_llama(root / "llm", tiny_data.titles)
-    model = LlaraModel.from_config(ModelConfig(base_model=str(llm), prompt_mode="text"), tiny_data)
-    return model.save(root / "export")
+    model = LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama), prompt_mode="text"), tiny_data)
+    return model.save(tmp_path_factory.mktemp("rec") / "export")
 
 
 @pytest.fixture(scope="module")

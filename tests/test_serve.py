@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,16 +13,13 @@ from llara.config import ModelConfig
 from llara.model import LlaraModel
 from llara.recommend import Recommender
 from llara.serve import create_app, running_server
-from llara.tiny import create_tiny_llama
 
 BODY_LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
-def recommender(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Recommender:
-    root = tmp_path_factory.mktemp("serve")
-    llm = create_tiny_llama(root / "llm", tiny_data.titles)
-    model = LlaraModel.from_config(ModelConfig(base_model=str(llm), prompt_mode="text"), tiny_data)
+def recommender(tiny_data, tiny_llama: Path) -> Recommender:
+    model = LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama), prompt_mode="text"), tiny_data)
     return Recommender(model, tiny_data)
 
 

@@ -15,13 +15,7 @@ from llara.cli import main
 from llara.config import ExperimentConfig, load_config
 from llara.errors import LlaraError
 from llara.model import LlaraModel
-from llara.tiny import create_tiny_llama
 from llara.train import train, warmup_cosine
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 
 
 @pytest.fixture(scope="module")
