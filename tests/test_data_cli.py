@@ -6,17 +6,9 @@ import pickle
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from llara.cli import main
-
-
-def run_cli(args: list[str]) -> int:
-    """Run ``llara ARGS``; return the exit status."""
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_prepare_stats_show(tmp_path, capsys):

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llara.cli import main
-
-
-def run_cli(args: list[str]) -> int:
-    """Run ``llara ARGS``; return the exit status."""
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+from helpers import run_cli
 
 
 def test_train_then_evaluate(tiny_data, tmp_path, capsys):
