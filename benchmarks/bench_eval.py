@@ -36,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared data folder (llara data prepare movielens)")
     parser.add_argument("--base-model", default="smollm2")
+    parser.add_argument("--checkpoint", default=None, help="a trained LLaRA export to time instead of the base model")
     parser.add_argument("--split", default="test")
     parser.add_argument("--rows", type=int, default=32, help="rows timed by generation and cached ranking")
     parser.add_argument("--naive-rows", type=int, default=4, help="rows timed by the (slow) naive scorer")
@@ -50,12 +51,12 @@ def main() -> None:
     from llara.data.dataset import PreparedData
     from llara.evaluate import split_rows
     from llara.generation import generate_answers
-    from llara.inference import load_zero_shot
+    from llara.inference import load_export, load_zero_shot
     from llara.ranking import score_candidates, score_candidates_naive
 
     torch.set_num_threads(args.threads)
     data = PreparedData.load(args.data)
-    model = load_zero_shot(args.base_model, data)
+    model = load_export(args.checkpoint, args.data)[0] if args.checkpoint else load_zero_shot(args.base_model, data)
     rows = split_rows(data, args.split, args.rows)
     warm_up = [{**rows[0], "candidates": rows[0]["candidates"][:2]}]
     generate_answers(model, warm_up, 1)
@@ -82,6 +83,7 @@ def main() -> None:
     cpu = {name: min(c for _, c in seconds[name]) / len(runs[name][0]) for name in measured}
     figures = {
         "base_model": args.base_model,
+        "checkpoint": args.checkpoint,
         "rows": len(rows),
         "naive_rows": len(naive_rows),
         "candidates_per_row": len(rows[0]["candidates"]),
