@@ -80,23 +80,16 @@ def test_bad_input_one_line_error_no_output(ml_raw_folder, tmp_path, capsys, cas
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+def tabular_args(log: Path, titles: Path, out: Path) -> list[str]:
+    """``llara data prepare tabular`` arguments for an interactions file and a titles file."""
+    return ["data", "prepare", "tabular", "--path", str(log), "-O", f"titles={titles}", "--out", str(out)]
+
+
 def test_missing_column_and_refused_pickle(tmp_path, capsys):
     log = tmp_path / "log.csv"
     log.write_text("user,product,timestamp\nu1,i1,1\n")
     (tmp_path / "titles.csv").write_text("item,title\ni1,One\n")
-    code = run_cli(
-        [
-            "data",
-            "prepare",
-            "tabular",
-            "--path",
-            str(log),
-            "-O",
-            f"titles={tmp_path / 'titles.csv'}",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
+    code = run_cli(tabular_args(log, tmp_path / "titles.csv", tmp_path / "o"))
     assert code == 1 and "log.csv" in (err := capsys.readouterr().err) and "missing column(s) item" in err
     folder = tmp_path / "authors"
     folder.mkdir()
@@ -111,17 +104,7 @@ def test_empty_dataset_and_debug_traceback(tmp_path, capsys):
     log = tmp_path / "log.csv"
     log.write_text("user,item,timestamp\n")
     (tmp_path / "titles.csv").write_text("item,title\ni1,One\n")
-    args = [
-        "data",
-        "prepare",
-        "tabular",
-        "--path",
-        str(log),
-        "-O",
-        f"titles={tmp_path / 'titles.csv'}",
-        "--out",
-        str(tmp_path / "o"),
-    ]
+    args = tabular_args(log, tmp_path / "titles.csv", tmp_path / "o")
     assert run_cli(args) == 1 and "the dataset is empty" in capsys.readouterr().err
     from llara.errors import LlaraError
 
