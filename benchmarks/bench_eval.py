@@ -49,10 +49,10 @@ def main() -> None:
     import torch
 
     from llara.data.dataset import PreparedData
-    from llara.evaluate import split_rows
-    from llara.generation import generate_answers
-    from llara.inference import load_export, load_zero_shot
-    from llara.ranking import score_candidates, score_candidates_naive
+    from llara.evaluation.evaluate import split_rows
+    from llara.evaluation.generation import generate_answers
+    from llara.evaluation.inference import load_export, load_zero_shot
+    from llara.evaluation.ranking import score_candidates, score_candidates_naive
 
     torch.set_num_threads(args.threads)
     data = PreparedData.load(args.data)

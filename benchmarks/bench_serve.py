@@ -25,19 +25,19 @@ import numpy as np
 def build_recommender(args: argparse.Namespace, scratch: Path):
     """The recommender to serve: an export, a zero-shot base model, or a tiny random model."""
     from llara.data.dataset import PreparedData
-    from llara.recommend import Recommender
+    from llara.serving.recommend import Recommender
 
     if args.checkpoint:
         return Recommender.load(args.checkpoint, args.data)
     if args.base_model:
-        from llara.inference import load_zero_shot
+        from llara.evaluation.inference import load_zero_shot
 
         data = PreparedData.load(args.data)
         return Recommender(load_zero_shot(args.base_model, data), data)
     from llara.config import DataConfig, ModelConfig
     from llara.data.prepare import prepare_dataset
-    from llara.model import LlaraModel
-    from llara.tiny import create_tiny_llama
+    from llara.llm.model import LlaraModel
+    from llara.testing import create_tiny_llama
 
     data = prepare_dataset(DataConfig(source="synthetic", seed=0), scratch / "data")
     llm = create_tiny_llama(scratch / "llm", data.titles)
@@ -96,7 +96,7 @@ def main() -> None:
     import httpx
     import torch
 
-    from llara.serve import create_app, running_server
+    from llara.serving.service import create_app, running_server
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:

@@ -21,7 +21,7 @@ import torch
 
 from llara.config import DataConfig, ModelConfig
 from llara.data.prepare import prepare_dataset
-from llara.model import LlaraModel
+from llara.llm.model import LlaraModel
 from llara.paths import data_home
 
 

@@ -33,7 +33,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised Llama (2 layers, hidden 64) whose tokenizer knows ``tiny_data``'s titles."""
-    from llara.tiny import create_tiny_llama
+    from llara.testing import create_tiny_llama
 
     return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 

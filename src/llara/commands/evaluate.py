@@ -40,7 +40,7 @@ def evaluate(
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
     from accelerate import PartialState
 
-    from llara.evaluate import PROTOCOLS, evaluate_checkpoint
+    from llara.evaluation.evaluate import PROTOCOLS, evaluate_checkpoint
 
     protocols = list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value]
     result = evaluate_checkpoint(checkpoint, data, protocols, split, batch_size, max_rows, out, base_model)
@@ -75,7 +75,7 @@ def recommend(
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
 ) -> None:
     """Rank candidates for a history with a trained LLaRA model and print the top k."""
-    from llara.recommend import Recommender
+    from llara.serving.recommend import Recommender
 
     recommender = Recommender.load(checkpoint, data)
     ranked = recommender.recommend(history, candidates or None, k, seed)

@@ -23,8 +23,8 @@ def run_command(
     from rich.console import Console
 
     from llara.config import RunConfig, load_config
-    from llara.report import rich_table
-    from llara.run import run_pipeline
+    from llara.pipeline.report import rich_table
+    from llara.pipeline.run import run_pipeline
 
     run_config = load_config(config, overrides or [], cls=RunConfig)
     outcome = run_pipeline(run_config, out_dir=out, force=force or [])
@@ -37,7 +37,7 @@ def report_command(run_dir: Path = typer.Argument(..., help="A run folder writte
     """Rebuild report.md and the plots of a run folder from its results, and print the table."""
     from rich.console import Console
 
-    from llara.report import rich_table, write_report
+    from llara.pipeline.report import rich_table, write_report
 
     report, rows = write_report(run_dir)
     console = Console()

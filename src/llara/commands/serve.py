@@ -25,8 +25,8 @@ def serve(
     """Serve recommendations over HTTP: POST /recommend, GET /health, OpenAPI docs at /docs."""
     import uvicorn
 
-    from llara.recommend import Recommender
-    from llara.serve import create_app
+    from llara.serving.recommend import Recommender
+    from llara.serving.service import create_app
 
     app = create_app(Recommender.load(checkpoint, data), max_batch=max_batch, batch_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -20,7 +20,7 @@ def train_command(
 ) -> None:
     """Curriculum prompt tuning of LLaRA; works under `accelerate launch` for several processes."""
     from llara.config import load_config
-    from llara.train import train
+    from llara.training.loop import train
 
     experiment = load_config(config, overrides or [])
     export = train(experiment, resume=resume, progress=progress)

@@ -1,0 +1,286 @@
+"""Evaluating a model on a split's frozen candidates: per-row predictions and metrics with 95% CIs.
+
+Protocols (SPEC.md, "Metrics"):
+
+* ``generate`` (as published): greedy answer, matched to one candidate. Metrics: ``valid_ratio``,
+  ``hr@1`` (correct / all rows: the published HitRatio@1), ``hr@1_valid`` (correct / valid rows: what
+  the authors' code logs as ``hr``), each for the authors' substring rule and, prefixed ``strict_``, for
+  the strict rule (``llara.evaluation.matching``).
+* ``rank``: every candidate scored by the log-likelihood of its answer (``llara.evaluation.ranking``). Metrics:
+  ``valid_ratio`` (1), ``hr@1/3/5``, ``ndcg@3/5/10``, ``mrr`` from the summed log-likelihood, and the
+  same prefixed ``len_norm_`` from the per-token mean. SR checkpoints have this protocol only.
+
+Under ``accelerate launch`` with several processes every process scores its share of the rows (row i
+goes to process i mod n) and the per-row predictions are gathered, so each row is counted once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llara.data.dataset import PreparedData
+from llara.errors import LlaraError
+from llara.metrics import ranking_metrics, summarize, target_ranks
+from llara.paths import atomic_file
+
+PROTOCOLS = ("generate", "rank")
+PREDICTIONS_FILE = "predictions.parquet"
+METRICS_FILE = "metrics.json"
+RANK_METRICS = ("hr@1", "hr@3", "hr@5", "ndcg@3", "ndcg@5", "ndcg@10", "mrr")
+Record = dict[str, Any]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path | None,
+    data_dir: str | Path | None = None,
+    protocols: Sequence[str] = PROTOCOLS,
+    split: str = "test",
+    batch_size: int = 8,
+    max_rows: int | None = None,
+    out_dir: str | Path | None = None,
+    base_model: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
+
+    ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
+    Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given).
+    """
+    from llara.evaluation.inference import load_export, load_zero_shot
+
+    if (checkpoint is None) == (base_model is None):
+        raise LlaraError("give exactly one of --checkpoint DIR and --base-model NAME_OR_PATH")
+    if checkpoint is not None and not (Path(checkpoint) / "llara.json").is_file():
+        if not (Path(checkpoint) / "config.json").is_file():
+            raise LlaraError(
+                f"{checkpoint} is neither a LLaRA export (no llara.json) nor an SR checkpoint (no config.json)"
+            )
+        sr_data = _need_data(data_dir, "an SR checkpoint")
+        return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir)
+    if checkpoint is not None:
+        model, data = load_export(checkpoint, data_dir)
+    else:
+        data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
+        model = load_zero_shot(str(base_model), data)
+    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir)
+
+
+def evaluate_model(
+    model: Any,
+    data: PreparedData,
+    protocols: Sequence[str] = PROTOCOLS,
+    split: str = "test",
+    batch_size: int = 8,
+    max_rows: int | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run ``protocols`` over the first ``max_rows`` rows of ``split`` (all by default).
+
+    The model is moved to this process's device (``accelerate.PartialState().device``) and set to eval.
+
+    Returns ``{"model", "data", "data_content_hash", "split", "rows", "metrics": {protocol: {name:
+    {mean, ci_low, ci_high, n}}}}``; with ``out_dir``, the main process writes it as ``metrics.json``
+    beside the per-row ``predictions.parquet``.
+    """
+    from accelerate import PartialState
+
+    protocols = check_protocols(protocols)
+    if batch_size < 1:
+        raise LlaraError(f"batch size must be at least 1, got {batch_size}")
+    state = PartialState()
+    rows = split_rows(data, split, max_rows)
+    model.to(state.device).eval()  # under accelerate: this process's device
+    mine = shard(rows, state.process_index, state.num_processes)
+    frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size)))
+    metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
+    describe = {"base_model": model.info.get("base_model"), "prompt_mode": model.prompt_mode}
+    result = _result(describe, data, split, frame, metrics)
+    if out_dir is not None and state.is_main_process:
+        write_outputs(out_dir, frame, result)
+    return result
+
+
+def evaluate_sr_checkpoint(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    protocols: Sequence[str] = ("rank",),
+    split: str = "test",
+    max_rows: int | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The ranking protocol for an SR checkpoint (it scores candidates; it cannot generate)."""
+    from llara.sr.checkpoint import load_sr
+    from llara.sr.evaluate import predict_ranks
+    from llara.sr.samples import split_tensors
+
+    if "rank" not in check_protocols(protocols):
+        raise LlaraError(f"{checkpoint} is an SR checkpoint: it has no generation protocol; use --protocol rank")
+    data = PreparedData.load(data_dir)
+    model = load_sr(checkpoint, num_items=data.num_items)
+    rows = split_rows(data, split, max_rows)
+    ranks = predict_ranks(model, split_tensors(data, split, model.max_len))[: len(rows)]
+    frame = merge_records([{**_base_record(row), "rank": int(rank)} for row, rank in zip(rows, ranks, strict=True)])
+    metrics = {"rank": summarize(rank_metrics(frame["rank"].to_numpy()))}
+    result = _result({"sr_checkpoint": str(checkpoint), "model_type": model.model_type}, data, split, frame, metrics)
+    if out_dir is not None:
+        write_outputs(out_dir, frame, result)
+    return result
+
+
+def check_protocols(protocols: Sequence[str]) -> list[str]:
+    """The requested protocols in canonical order; clear error for unknown or none."""
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown or not protocols:
+        raise LlaraError(f"protocols must be among {', '.join(PROTOCOLS)}; got {list(protocols)}")
+    return [p for p in PROTOCOLS if p in protocols]
+
+
+def split_rows(data: PreparedData, split: str, max_rows: int | None = None) -> list[Record]:
+    """The first ``max_rows`` samples of ``split`` as dicts with plain-int ids and their ``row`` number."""
+    if max_rows is not None and max_rows < 1:
+        raise LlaraError(f"max rows must be at least 1, got {max_rows}")
+    frame = data.split(split).iloc[:max_rows]
+    return [
+        {
+            "row": i,
+            "user": str(user),
+            "history": [int(x) for x in history],
+            "candidates": [int(x) for x in candidates],
+            "target": int(target),
+        }
+        for i, (user, history, candidates, target) in enumerate(
+            zip(frame["user"], frame["history"], frame["candidates"], frame["target"], strict=True)
+        )
+    ]
+
+
+def shard(rows: Sequence[Record], index: int, count: int) -> list[Record]:
+    """This process's rows: every ``count``-th row starting at ``index`` (a partition over processes)."""
+    return list(rows[index::count])
+
+
+def gather_records(records: list[Record]) -> list[Record]:
+    """All processes' records on every process (the input itself when running alone)."""
+    from accelerate.utils import gather_object
+
+    return gather_object(records)
+
+
+def merge_records(records: Sequence[Record]) -> pd.DataFrame:
+    """Per-row predictions ordered by row; a row reported twice (or missing rows) is an error."""
+    frame = pd.DataFrame.from_records(list(records))
+    if frame.empty:
+        raise LlaraError("no rows to evaluate (empty split?)")
+    frame = frame.sort_values("row", kind="stable").reset_index(drop=True)
+    if frame["row"].duplicated().any() or frame["row"].tolist() != list(range(len(frame))):
+        raise LlaraError("gathered predictions do not cover each row exactly once; this is a bug, please report it")
+    return frame
+
+
+def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], batch_size: int) -> list[Record]:
+    """Per-row predictions of ``protocols`` (answers and matches; candidate scores and target ranks)."""
+    from llara.evaluation.generation import generate_answers
+    from llara.evaluation.ranking import score_candidates
+
+    records = [_base_record(row) for row in rows]
+    if not rows:
+        return records
+    if "generate" in protocols:
+        for record, answer in zip(records, generate_answers(model, rows, batch_size), strict=True):
+            record.update(match_answer(model, record["candidates"], answer))
+    if "rank" in protocols:
+        scores = score_candidates(model, rows, batch_size)
+        for name, per_row in (("", scores.total), ("len_norm_", scores.mean)):
+            ranks = _ranks(per_row, records)
+            for record, values, rank in zip(records, per_row, ranks, strict=True):
+                record[f"{name}scores"] = values.tolist()
+                record[f"{name}rank"] = int(rank)
+                record[f"{name}top"] = record["candidates"][int(np.argmax(values))]
+    return records
+
+
+def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
+    """The candidate an answer names under each rule (-1 when invalid), with the answer itself."""
+    from llara.evaluation.matching import match_strict, match_substring
+    from llara.llm.prompts import item_name
+
+    names = [item_name(c, model.titles, model.prompt_mode) for c in candidates]
+    substring, strict = match_substring(answer, names), match_strict(answer, names)
+    return {
+        "answer": answer,
+        "pred": -1 if substring is None else candidates[substring],
+        "strict_pred": -1 if strict is None else candidates[strict],
+    }
+
+
+def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray]:
+    """Per-row metric arrays of one protocol from the predictions frame."""
+    if protocol == "rank":
+        by_sum = rank_metrics(frame["rank"].to_numpy())
+        return {**by_sum, **rank_metrics(frame["len_norm_rank"].to_numpy(), "len_norm_")}
+    out: dict[str, np.ndarray] = {}
+    target = frame["target"].to_numpy()
+    for prefix in ("", "strict_"):
+        pred = frame[f"{prefix}pred"].to_numpy()
+        valid, hit = pred >= 0, (pred == target).astype(np.float64)
+        out[f"{prefix}valid_ratio"] = valid.astype(np.float64)
+        out[f"{prefix}hr@1"] = hit
+        if valid.any():  # over valid rows only; absent when no answer was valid
+            out[f"{prefix}hr@1_valid"] = hit[valid]
+    return out
+
+
+def rank_metrics(ranks: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+    """The ranking protocol's per-row metrics from 0-based target ranks (plus ``valid_ratio`` = 1)."""
+    per_row = ranking_metrics(ranks, ks=(1, 3, 5, 10))
+    out = {f"{prefix}{name}": per_row[name] for name in RANK_METRICS}
+    if not prefix:
+        out = {"valid_ratio": np.ones(len(ranks)), **out}
+    return out
+
+
+def write_outputs(out_dir: str | Path, frame: pd.DataFrame, result: Mapping[str, Any]) -> None:
+    """``predictions.parquet`` and ``metrics.json`` in ``out_dir``, each written atomically."""
+    out_dir = Path(out_dir)
+    with atomic_file(out_dir / PREDICTIONS_FILE, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    with atomic_file(out_dir / METRICS_FILE) as handle:
+        json.dump(result, handle, indent=2)
+        handle.write("\n")
+
+
+def _ranks(scores: Sequence[np.ndarray], records: Sequence[Record]) -> np.ndarray:
+    positions = np.array([r["candidates"].index(r["target"]) for r in records])
+    width = max(len(s) for s in scores)
+    padded = np.full((len(scores), width), -np.inf)  # rows with fewer candidates: padding ranks last
+    for i, values in enumerate(scores):
+        padded[i, : len(values)] = values
+    return target_ranks(padded, positions)
+
+
+def _base_record(row: Mapping[str, Any]) -> Record:
+    return {key: row[key] for key in ("row", "user", "target", "history", "candidates")}
+
+
+def _result(
+    model: Mapping[str, Any], data: PreparedData, split: str, frame: pd.DataFrame, metrics: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": dict(model),
+        "data": str(data.root),
+        "data_content_hash": data.manifest.get("content_hash"),
+        "split": split,
+        "rows": len(frame),
+        "metrics": dict(metrics),
+    }
+
+
+def _need_data(data_dir: str | Path | None, what: str) -> str | Path:
+    if data_dir is None:
+        raise LlaraError(f"evaluating {what} needs the prepared data folder: pass --data DIR")
+    return data_dir

@@ -1,0 +1,81 @@
+"""The published protocol: greedy decoding of an answer title, then matching it to one candidate.
+
+Fixes over the authors' code: prompts are padded on the left with position ids that skip the padding,
+and each row has its own token budget (its longest candidate answer), so a row's answer does not depend
+on the batch it lands in. Decoding stops at a newline or an end-of-sequence token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from llara.evaluation.inference import Row, answer_token_ids, prefill, run_llm
+
+
+def generate_answers(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[str]:
+    """Greedy answers for ``rows`` (each with ``history`` and ``candidates``), decoded without special tokens."""
+    tokens = generate_token_ids(model, rows, batch_size)
+    return [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
+
+
+def generate_token_ids(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[list[int]]:
+    """Greedy answer tokens per row, up to and including the stop token (or the row's budget)."""
+    tokens: list[list[int]] = []
+    for start in range(0, len(rows), batch_size):
+        tokens.extend(_generate_batch(model, rows[start : start + batch_size]))
+    return tokens
+
+
+def token_budgets(model: Any, rows: Sequence[Row]) -> torch.Tensor:
+    """max_new_tokens per row: the token count of its longest candidate answer."""
+    return torch.tensor([max(map(len, answer_token_ids(model, row["candidates"]))) for row in rows])
+
+
+@torch.inference_mode()
+def _generate_batch(model: Any, rows: Sequence[Row]) -> list[list[int]]:
+    prefix = prefill(model, rows)
+    budgets = token_budgets(model, rows).to(prefix.last_logits.device)
+    stop_ids = stop_token_ids(model)
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else min(stop_ids)
+    steps: list[torch.Tensor] = []
+    lengths = budgets.clone()
+    done = torch.zeros_like(budgets, dtype=torch.bool)
+    logits, mask, position = prefix.last_logits, prefix.attention_mask, prefix.next_position
+    for step in range(int(budgets.max())):
+        token = torch.where(done, torch.full_like(position, pad_id), logits.argmax(-1))
+        steps.append(token)
+        stopped = ~done & (_is_stop(model.tokenizer, token, stop_ids) | (step + 1 >= budgets))
+        lengths[stopped] = step + 1
+        done |= stopped
+        if bool(done.all()):
+            break
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        logits, _ = run_llm(
+            model, prefix.cache, input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None]
+        )
+        position = position + 1
+        logits = logits[:, -1].float()
+    tokens = torch.stack(steps, dim=1).tolist()
+    return [row_tokens[:length] for row_tokens, length in zip(tokens, lengths.tolist(), strict=True)]
+
+
+def stop_token_ids(model: Any) -> set[int]:
+    """End-of-sequence ids from the tokenizer and the LLM's generation config."""
+    ids = {model.tokenizer.eos_token_id}
+    config_eos = getattr(getattr(model.llm, "generation_config", None), "eos_token_id", None)
+    ids.update(config_eos if isinstance(config_eos, list) else [config_eos])
+    ids.discard(None)
+    return ids
+
+
+def is_stop_token(tokenizer: Any, token: int, stop_ids: set[int]) -> bool:
+    """Whether ``token`` ends an answer: an end-of-sequence id, or a token whose text holds a newline."""
+    return token in stop_ids or "\n" in tokenizer.decode([token])
+
+
+def _is_stop(tokenizer: Any, token: torch.Tensor, stop_ids: set[int]) -> torch.Tensor:
+    """Per row: the token ends the answer."""
+    return torch.tensor([is_stop_token(tokenizer, t, stop_ids) for t in token.tolist()], device=token.device)

@@ -1,0 +1,8 @@
+"""The language model side of LLaRA: base-model loading, prompts, the LLaRA model and its export.
+
+Lives here: ``loader`` (resolve ``smollm2`` or a path / hub id to a causal LM and tokenizer), ``prompts``
+(templates, prompt modes, placeholder tokens), ``model`` (``LlaraModel``: LoRA, projectors, behavioral
+token injection, tokenisation and padding, export save / load).
+
+May import: ``llara.config``, ``llara.errors``, ``llara.paths``, ``llara.data``, ``llara.sr``.
+"""

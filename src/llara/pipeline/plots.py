@@ -1,0 +1,135 @@
+"""The report's PNG plots (matplotlib, Agg backend: no display needed).
+
+Each function takes already-loaded results or training logs, writes one PNG atomically and returns its
+path, or None when there is nothing to draw (e.g. no trained variant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llara.paths import atomic_file
+from llara.llm.prompts import uses_behavior_tokens
+
+if TYPE_CHECKING:
+    from llara.pipeline.report import ResultRow, VariantLog
+
+#: training-log keys (one JSONL record per optimizer step, written by llara.training.loop)
+STEP_KEY = "step"
+LOSS_KEY = "loss"
+MODE_KEY = "mode"
+#: the metrics drawn as bars
+HR_METRICS = ("hr@1", "hr@5")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def rolling_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over ``window`` points (shorter at the start), same length as ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    ends = np.arange(1, values.size + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def series(records: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of the records that carry ``key`` (and a step)."""
+    points = [(r[STEP_KEY], r[key]) for r in records if r.get(key) is not None and STEP_KEY in r]
+    if not points:
+        return np.array([]), np.array([])
+    steps, values = zip(*points)
+    return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+
+
+def behavior_series(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, 1.0 where the step's prompts carried behavioral tokens else 0.0): the realised schedule."""
+    logged = [r for r in records if MODE_KEY in r and STEP_KEY in r]
+    steps = np.array([r[STEP_KEY] for r in logged], dtype=np.float64)
+    return steps, np.array([float(uses_behavior_tokens(r[MODE_KEY])) for r in logged])
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _line_plot(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ylabel: str, title: str, smoothing: int = 20
+) -> tuple[Any, Any]:
+    """One line per (variant, steps, values): a trailing mean over 1/``smoothing`` of the points, over the
+    faint raw values."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for variant, steps, values in curves:
+        window = max(1, values.size // smoothing)
+        (line,) = ax.plot(steps, rolling_mean(values, window), label=variant)
+        if window > 1:
+            ax.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
+    ax.set(xlabel="optimizer step", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def plot_learning_curves(logs: Sequence[VariantLog], path: Path) -> Path | None:
+    """Training loss per optimizer step, one line per trained variant (rolling mean over raw values)."""
+    curves = [(log.variant, *series(log.records, LOSS_KEY)) for log in logs]
+    curves = [curve for curve in curves if curve[1].size]
+    if not curves:
+        return None
+    fig, ax = _line_plot(curves, "loss on answer tokens (rolling mean)", "Learning curves")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
+    """Realised share of behavioral-token steps of each behavioral variant, beside the curriculum's t/T."""
+    curves = [(log.variant, *behavior_series(log.records)) for log in logs if log.behavioral]
+    curves = [curve for curve in curves if curve[1].size]
+    if not curves:
+        return None
+    fig, ax = _line_plot(curves, "share of hybrid steps (rolling mean)", "Realised curriculum schedule", smoothing=6)
+    last = max(curve[1].max() for curve in curves)
+    ax.plot([0, last], [0, 1], linestyle="--", color="grey", label="curriculum p(t) = t/T")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_hr_at_k(rows: Sequence[ResultRow], path: Path) -> Path | None:
+    """HR@1 and HR@5 of every (variant, protocol) with 95% CI error bars."""
+    rows = [row for row in rows if any(m in row.metrics for m in HR_METRICS)]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
+    x = np.arange(len(rows))
+    width = 0.8 / len(HR_METRICS)
+    for i, metric in enumerate(HR_METRICS):
+        stats = [row.metrics.get(metric) for row in rows]
+        means = np.array([s["mean"] if s else np.nan for s in stats])
+        low = np.array([s["mean"] - s["ci_low"] if s else 0.0 for s in stats])
+        high = np.array([s["ci_high"] - s["mean"] if s else 0.0 for s in stats])
+        ax.bar(x + (i - (len(HR_METRICS) - 1) / 2) * width, means, width, yerr=[low, high], capsize=3,
+               label=metric.upper())
+    ax.set_xticks(x, [f"{row.variant}\n{row.protocol}" for row in rows], rotation=45, ha="right", fontsize="small")
+    top = max(s["ci_high"] for row in rows for m in HR_METRICS if (s := row.metrics.get(m)))
+    ax.set(ylabel="hit ratio (95% CI)", ylim=(0, min(1.0, top) + 0.05), title="Hit ratio by variant")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

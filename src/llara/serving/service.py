@@ -1,0 +1,240 @@
+"""The HTTP service: ``POST /recommend`` ranks candidates for a history; ``GET /health``; OpenAPI at /docs.
+
+Concurrent requests are batched: a worker task collects queued requests for up to ``batch_wait_ms``
+(or until ``max_batch`` are waiting) and ranks them in one scoring batch, in a thread, so the event
+loop keeps accepting requests. Bad input never reaches the model: the body size is capped (413), the
+JSON is validated by pydantic (422), and unknown items come back as 422 with close titles suggested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from llara.errors import LlaraError
+from llara.serving.recommend import Query, Recommendation, Recommender
+
+MAX_HISTORY = 200
+MAX_CANDIDATES = 100
+MAX_BODY_BYTES = 64 * 1024
+
+ItemRef = StrictInt | StrictStr
+
+
+class RecommendRequest(BaseModel):
+    """A history (oldest first; only the last ``history_len`` items enter the prompt) and optional candidates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    history: list[ItemRef] = Field(
+        min_length=1, max_length=MAX_HISTORY, description="Item titles or ids, oldest first."
+    )
+    candidates: list[ItemRef] | None = Field(
+        None, min_length=1, max_length=MAX_CANDIDATES, description="Items to rank; omitted: drawn as the protocol does."
+    )
+    k: int = Field(10, ge=1, le=MAX_CANDIDATES, description="How many ranked items to return.")
+    seed: int | None = Field(None, description="Seed for drawing candidates (random when omitted).")
+
+
+class RankedItem(BaseModel):
+    """One recommended item."""
+
+    rank: int
+    item_id: int
+    title: str
+    score: float = Field(description="Log-likelihood of the item's answer given the prompt (higher is better).")
+
+
+class RecommendResponse(BaseModel):
+    """The top ``k`` of the ranked candidates."""
+
+    items: list[RankedItem]
+    history: list[int] = Field(description="The resolved history ids that entered the prompt.")
+    num_candidates: int
+
+
+@dataclass
+class Batcher:
+    """Collects concurrent queries and ranks them together with ``rank`` (run in a worker thread)."""
+
+    rank: Callable[[list[Query]], list[list[Recommendation]]]
+    max_batch: int = 16
+    wait_s: float = 0.005
+    requests: int = 0
+    batches: int = 0
+    _queue: asyncio.Queue[tuple[Query, asyncio.Future]] = field(default_factory=asyncio.Queue)
+
+    async def submit(self, query: Query) -> list[Recommendation]:
+        """Queue ``query``; resolves with its full ranking once its batch has run."""
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((query, future))
+        return await future
+
+    async def run(self) -> None:
+        """Worker loop: take one request, wait briefly for more, rank the batch, answer each."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.wait_s
+            while len(batch) < self.max_batch and (remaining := deadline - loop.time()) > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            await self._answer(batch)
+
+    async def _answer(self, batch: Sequence[tuple[Query, asyncio.Future]]) -> None:
+        try:
+            results = await asyncio.to_thread(self.rank, [query for query, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - handed to each waiting request
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.requests += len(batch)
+        self.batches += 1
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
+def create_app(
+    recommender: Recommender,
+    max_batch: int = 16,
+    batch_wait_ms: float = 5.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The FastAPI app serving ``recommender`` (see the module docstring)."""
+    batcher = Batcher(recommender.rank, max_batch=max_batch, wait_s=batch_wait_ms / 1000)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(batcher.run())
+        yield
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    app = FastAPI(
+        title="LLaRA recommender",
+        description="Ranks candidate items for a user's history with a LLaRA model.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    model_info = getattr(recommender.model, "info", {})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness plus what is served and how many requests and batches have run."""
+        return {
+            "status": "ok",
+            "base_model": model_info.get("base_model"),
+            "prompt_mode": recommender.model.prompt_mode,
+            "items": recommender.num_items,
+            "requests": batcher.requests,
+            "batches": batcher.batches,
+        }
+
+    @app.post("/recommend", response_model=RecommendResponse, responses={422: {"description": "Invalid input"}})
+    async def recommend(request: RecommendRequest) -> RecommendResponse:
+        """Rank the candidates (given, or drawn from items not in the history) and return the top ``k``."""
+        try:
+            query = recommender.query(request.history, request.candidates, request.seed)
+            ranked = await batcher.submit(query)
+        except LlaraError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        items = [RankedItem(**vars(rec)) for rec in ranked[: request.k]]
+        return RecommendResponse(items=items, history=query.history, num_candidates=len(query.candidates))
+
+    return app
+
+
+@contextlib.contextmanager
+def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a background thread (``port=0``: a free port); yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise LlaraError(f"the server on {host}:{sock.getsockname()[1]} did not start")
+            time.sleep(0.02)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout_s)
+        sock.close()
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """422 with one readable line per problem (``body.history: List should have at least 1 item``)."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+
+
+class BodyLimit:
+    """ASGI middleware: read the request body up to ``max_bytes``; answer 413 beyond that."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await self._refuse(send)
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _refuse(self, send: Callable) -> None:
+        response = JSONResponse(status_code=413, content={"detail": f"request body exceeds {self.max_bytes} bytes"})
+        await response({"type": "http"}, _never_called, send)
+
+
+def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[dict]]:
+    """A ``receive`` that yields the buffered body once, then defers to the real one (disconnects)."""
+    sent = False
+
+    async def replayed() -> dict:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _never_called() -> dict:
+    raise RuntimeError("a refused request's body is not read")

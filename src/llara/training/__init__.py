@@ -1,0 +1,10 @@
+"""Tuning a LLaRA model: the accelerate loop, prompt-mode schedules, batching, checkpoints, objectives.
+
+Lives here: ``loop`` (``train``: the training run, validation, exact resume, export), ``schedules``
+(curriculum / direct / two-stage as pure functions of the global step), ``batching`` (length-grouped
+micro-batches as a pure function of seed and epoch), ``checkpointing`` (atomic checkpoints with optimizer,
+scheduler and RNG state).
+
+May import: ``llara.llm``, ``llara.evaluation`` (validation metrics), ``llara.data``, ``llara.sr`` and the
+top-level modules; never ``llara.serving`` or ``llara.pipeline``.
+"""

@@ -1,0 +1,383 @@
+"""Curriculum prompt tuning on accelerate: the training loop, validation, checkpoints, exact resume, export.
+
+One optimizer step = ``batch_size`` rows = micro-batch x accumulation x processes. All micro-batches of a
+step share one prompt mode drawn by the schedule (``llara.training.schedules``) from the global step. The loss
+is causal-LM cross-entropy on the answer tokens only. Out folder::
+
+    config.yaml      the resolved experiment config
+    metrics.jsonl    one line per optimizer step (and per validation)
+    checkpoints/     step-XXXXXXXX/ (see llara.training.checkpointing)
+    export/          the trained model (LlaraModel.save)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llara.training import checkpointing
+from llara.training.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
+from llara.config import ExperimentConfig, TrainConfig, dump_config
+from llara.training.schedules import Schedule
+from llara.errors import LlaraError
+from llara.llm.model import IGNORE_INDEX, LlaraModel
+from llara.paths import atomic_file
+from llara.llm.prompts import uses_behavior_tokens
+
+#: train-section fields that may change between a run and its resume (they do not alter the trajectory)
+RESUME_FREE = {"out_dir", "save_every", "eval_every", "eval_rows", "tensorboard"}
+
+
+def warmup_cosine(total_steps: int, warmup_ratio: float, min_ratio: float) -> Callable[[int], float]:
+    """LR factor per step: linear warm-up from ``min_ratio`` over ``warmup_ratio`` of the steps, then cosine
+    down to ``min_ratio`` (SPEC.md: from lr/100, 5% warm-up, cosine to lr/100)."""
+    warmup = max(1, round(warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return min_ratio + (1.0 - min_ratio) * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_optimizer(model: LlaraModel, lr: float, weight_decay: float, projector_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the projector has its own group and weight decay."""
+    projector = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector.")]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector.")]
+    groups = [{"params": others, "weight_decay": weight_decay}]
+    if projector:
+        groups.append({"params": projector, "weight_decay": projector_decay})
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def train(config: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train LLaRA as ``config`` says and return the export folder (``<out_dir>/export``).
+
+    With ``resume`` the newest complete checkpoint in ``<out_dir>/checkpoints`` is continued exactly
+    (same batches, schedule draws, dropout masks and optimizer state as an uninterrupted run).
+    """
+    run = _Run(config, resume=resume, progress=progress)
+    return run.fit()
+
+
+class _Run:
+    """The state of one training run (kept in one place so the loop body stays short)."""
+
+    def __init__(self, config: ExperimentConfig, resume: bool, progress: bool) -> None:
+        from accelerate.utils import set_seed
+
+        from llara.data.dataset import PreparedData
+
+        self.config, self.tc = config, config.train
+        if not self.tc.data_dir:
+            raise LlaraError(
+                "train.data_dir is not set: prepare data (`llara data prepare`) and pass train.data_dir=DIR"
+            )
+        self.out = Path(self.tc.out_dir or Path("runs") / config.name)
+        self.accelerator, self.plan = _accelerator(self.tc)
+        self.sharded = self.accelerator.distributed_type == "DEEPSPEED"
+        self.progress = progress and self.accelerator.is_main_process
+        set_seed(self.tc.seed)
+        self.data = PreparedData.load(self.tc.data_dir)
+        self.rows = _training_rows(self.data.split("train"), self.tc.max_train_rows, self.tc.seed)
+        self.lengths = prompt_lengths(self.rows, self.data.titles)
+        self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint)
+        micro_batches = len(epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, 0))
+        self.steps_per_epoch = self.plan.steps_per_epoch(micro_batches)
+        if self.steps_per_epoch < 1:
+            raise LlaraError(
+                f"{len(self.rows)} training rows do not fill one batch of {self.tc.batch_size}; "
+                "lower train.batch_size or use more rows"
+            )
+        self.total_steps = self.tc.max_steps or self.tc.epochs * self.steps_per_epoch
+        self.schedule = Schedule(
+            self.tc.schedule, self.total_steps, self.steps_per_epoch, self.tc.two_stage_text_epochs, self.tc.seed
+        )
+        self.optimizer = build_optimizer(self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay)
+        factor = warmup_cosine(self.total_steps, self.tc.warmup_ratio, self.tc.min_lr_ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self._epoch_cache: tuple[int, list[np.ndarray]] = (-1, [])
+        self.start = self._restore() if resume else self._fresh()
+        self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
+
+    # ------------------------------------------------------------------ setup
+
+    def _fingerprint(self) -> dict[str, Any]:
+        train = {k: v for k, v in self.tc.model_dump(mode="json").items() if k not in RESUME_FREE}
+        return {"model": self.config.model.model_dump(mode="json"), "train": train}
+
+    def _fresh(self) -> int:
+        if self.accelerator.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+            with atomic_file(self.out / "config.yaml") as handle:
+                handle.write(dump_config(self.config))
+            (self.out / "metrics.jsonl").write_text("", encoding="utf-8")
+        self.accelerator.wait_for_everyone()
+        return 0
+
+    def _restore(self) -> int:
+        if self.sharded:
+            raise LlaraError(
+                "--resume is implemented for single-process and DDP runs; DeepSpeed shards the optimizer state, "
+                "which these checkpoints do not gather: start again or use configs/accelerate/ddp.yaml"
+            )
+        found = checkpointing.list_checkpoints(self.out / "checkpoints")
+        if not found:
+            return self._fresh()
+        saved = checkpointing.read_state(found[-1]).get("fingerprint", {})
+        if saved != self._fingerprint():
+            changed = ", ".join(_changed_keys(saved, self._fingerprint()))
+            raise LlaraError(
+                f"cannot resume {found[-1]}: the config changed ({changed}); "
+                "restore those values or train into a new train.out_dir"
+            )
+        state = checkpointing.load_checkpoint(
+            found[-1], self.model, self.optimizer, self.scheduler, self.accelerator.process_index
+        )
+        step = int(state["step"])
+        if self.accelerator.is_main_process:
+            checkpointing.remove_partial(self.out / "checkpoints")
+            _truncate_metrics(self.out / "metrics.jsonl", step)
+        self.accelerator.wait_for_everyone()
+        return step
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> Path:
+        """Run the remaining steps, checkpoint, export; return the export folder."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.start, disable=not self.progress, desc="train")
+        prompt_mode = self.config.model.prompt_mode
+        hard = sum(uses_behavior_tokens(self.schedule.batch_mode(t, prompt_mode)) for t in range(self.start))
+        began = time.perf_counter()
+        with _MetricsLog(self.out, self.accelerator.is_main_process, self.tc.tensorboard) as log:
+            for step in range(self.start, self.total_steps):
+                mode = self.schedule.batch_mode(step, prompt_mode)
+                record = self._step(step, mode)
+                hard += uses_behavior_tokens(mode)
+                record.update(hybrid_fraction=hard / (step + 1), elapsed_s=time.perf_counter() - began)
+                log.write(record)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", hybrid=f"{hard / (step + 1):.2f}"
+                )
+                done = step + 1
+                if self.tc.eval_every and done % self.tc.eval_every == 0:
+                    log.write({"step": done, "val_loss": self.validate()})
+                if (self.tc.save_every and done % self.tc.save_every == 0) or done == self.total_steps:
+                    self.save_checkpoint(done)
+        bar.close()
+        return self.export()
+
+    def _step(self, step: int, mode: str) -> dict[str, Any]:
+        """One optimizer step over this process's micro-batches; returns the step's metrics (all processes)."""
+        epoch, in_epoch = divmod(step, self.steps_per_epoch)
+        self.wrapped.train()
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, real tokens, padded tokens
+        for indices in self.plan.micro_batches(self._epoch_batches(epoch), in_epoch):
+            batch = self.model.encode_training(self.rows.iloc[indices].to_dict("records"), mode)
+            mask = batch["attention_mask"]
+            loss = self._micro_step(batch, step, mode)
+            totals += torch.tensor([loss, 1.0, float(mask.sum()), float(mask.numel())], dtype=torch.float64)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        loss_sum, count, tokens, padded = self.accelerator.reduce(
+            totals.float().to(self.accelerator.device), reduction="sum"
+        ).tolist()
+        return {
+            "step": step + 1,
+            "epoch": epoch,
+            "loss": loss_sum / count,
+            "lr": lr,
+            "mode": mode,
+            "tokens": int(tokens),
+            "padding_fraction": 1.0 - tokens / padded,
+        }
+
+    def _micro_step(self, batch: dict[str, torch.Tensor], step: int, mode: str) -> float:
+        """Forward and backward of one micro-batch; the optimizer steps on the last one of a step."""
+        acc, model = self.accelerator, self.wrapped
+        with acc.accumulate(model):
+            loss = model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
+            value = loss.item()
+            if not math.isfinite(value):
+                raise LlaraError(
+                    f"training loss is {value} at step {step} (mode {mode}); lower train.lr, "
+                    "use mixed_precision=bf16 instead of fp16, or check the data"
+                )
+            acc.backward(loss)
+            if acc.sync_gradients:
+                acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
+            self.prepared_optimizer.step()
+            self.prepared_optimizer.zero_grad()
+        return value
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The micro-batches of ``epoch`` (computed once per epoch)."""
+        if self._epoch_cache[0] != epoch:
+            batches = epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, epoch)
+            self._epoch_cache = (epoch, batches)
+        return self._epoch_cache[1]
+
+    def validate(self) -> float:
+        """Answer-token loss on the validation split (``eval_rows`` rows), averaged over all processes."""
+        acc, model = self.accelerator, self.wrapped
+        rows = self.data.split("val")
+        if self.tc.eval_rows:
+            rows = rows.head(self.tc.eval_rows)
+        mine = rows.iloc[acc.process_index :: acc.num_processes]
+        total = torch.zeros(2, device=acc.device)
+        model.eval()
+        with torch.no_grad():
+            for start in range(0, len(mine), self.tc.micro_batch_size):
+                part = mine.iloc[start : start + self.tc.micro_batch_size].to_dict("records")
+                batch = {k: v.to(acc.device) for k, v in self.model.encode_training(part).items()}
+                count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+                total += torch.stack([model(**batch).loss.float() * count, count.float()])
+        total = acc.reduce(total, reduction="sum")
+        return (total[0] / total[1].clamp(min=1)).item()
+
+    def save_checkpoint(self, step: int) -> Path | None:
+        """Write checkpoint ``step`` (main process) with every process's RNG state (not under DeepSpeed)."""
+        from accelerate.utils import gather_object
+
+        if self.sharded:
+            return None
+        rng_states = gather_object([checkpointing.rng_state()])
+        folder = self.out / "checkpoints" / checkpointing.checkpoint_name(step)
+        if self.accelerator.is_main_process:
+            epoch, in_epoch = divmod(step, self.steps_per_epoch)
+            state = {"epoch": epoch, "step_in_epoch": in_epoch, "total_steps": self.total_steps,
+                     "fingerprint": self._fingerprint()}
+            checkpointing.save_checkpoint(
+                self.out / "checkpoints", step, self.model, self.optimizer, self.scheduler, rng_states, state
+            )
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def export(self) -> Path:
+        """Save the trained model to ``<out>/export`` (main process) and return the folder."""
+        folder = self.out / "export"
+        if self.accelerator.is_main_process:
+            self.model.save(folder)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+
+class _MetricsLog:
+    """metrics.jsonl lines on the main process (and TensorBoard scalars when asked for)."""
+
+    def __init__(self, out: Path, enabled: bool, tensorboard: bool) -> None:
+        self.path, self.enabled, self.tensorboard, self.writer = out / "metrics.jsonl", enabled, tensorboard, None
+
+    def __enter__(self) -> _MetricsLog:
+        if self.enabled and self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise LlaraError("train.tensorboard=true needs tensorboard: pip install 'llara[tensorboard]'") from None
+            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"))
+        self.handle = open(self.path, "a", encoding="utf-8") if self.enabled else None
+        return self
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.handle is None:
+            return
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
+    """The Accelerator of this process and its share of each optimizer step; clear errors for bad setups."""
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType
+
+    cpu = _distributed_cpu()
+    processes = PartialState(cpu=cpu)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes.num_processes != launched:
+        raise LlaraError(
+            f"{launched} processes were launched but accelerate joined {processes.num_processes}; "
+            "launch with `accelerate launch --multi_gpu --num_processes N`"
+        )
+    accumulation = accumulation_steps(tc.batch_size, tc.micro_batch_size, processes.num_processes)
+    accelerator = Accelerator(
+        cpu=cpu,
+        gradient_accumulation_steps=accumulation,
+        mixed_precision=tc.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise LlaraError(
+            "FSDP is not supported: the export would need the sharded LoRA weights gathered; use "
+            "configs/accelerate/deepspeed_zero2.yaml or ddp.yaml (see docs/training.md)"
+        )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # no data loader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.micro_batch_size
+    return accelerator, StepPlan(accumulation, processes.num_processes, processes.process_index)
+
+
+def _distributed_cpu() -> bool:
+    """Whether this is one of several processes on a machine without CUDA (then gloo on CPU is used).
+
+    ``accelerate launch --multi_gpu --num_processes N`` starts the processes through torchrun; without a
+    GPU, accelerate only joins them into one run when told to use the CPU.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched and not torch.cuda.is_available()
+
+
+def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """The training rows, or a seeded subset of ``limit`` of them (kept in their original order)."""
+    if limit is None or limit >= len(frame):
+        return frame.reset_index(drop=True)
+    keep = np.sort(np.random.default_rng([seed, 11]).choice(len(frame), size=limit, replace=False))
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines written after ``step`` (they belong to the interrupted part of a run)."""
+    if not path.is_file():
+        return
+    kept = [line for line in _lines(path) if json.loads(line).get("step", 0) <= step]
+    with atomic_file(path) as handle:
+        handle.write("".join(line + "\n" for line in kept))
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        yield from (line.rstrip("\n") for line in handle if line.strip())
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [
+        f"{section}.{key}"
+        for section in sorted(set(old) | set(new))
+        for key in sorted(set(old.get(section, {})) | set(new.get(section, {})))
+        if old.get(section, {}).get(key) != new.get(section, {}).get(key)
+    ]

@@ -1,0 +1,63 @@
+"""Curriculum prompt tuning schedules as pure functions of the global optimizer step (SPEC.md, point 3).
+
+At step ``t`` of ``T`` the batch is "hard" (the configured behavioral prompt mode, e.g. hybrid) with
+probability ``p(t)``, else "easy" (text-only):
+
+* ``curriculum``: ``p(t) = t / T`` (easy to hard);
+* ``direct``: ``p(t) = 1``;
+* ``two-stage``: ``p(t) = 0`` for the first ``text_epochs`` epochs, then 1.
+
+The draw for a step is seeded from ``(seed, step)`` alone, so it is the same on every process, after a
+resume, and whatever the data-loader workers do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llara.errors import LlaraError
+from llara.llm.prompts import uses_behavior_tokens
+
+SCHEDULES = ("curriculum", "direct", "two-stage")
+EASY_MODE = "text"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule over ``total_steps`` optimizer steps of ``steps_per_epoch`` each."""
+
+    name: str
+    total_steps: int
+    steps_per_epoch: int
+    text_epochs: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in SCHEDULES:
+            raise LlaraError(f"train.schedule {self.name!r} is not one of {', '.join(SCHEDULES)}")
+        if self.total_steps < 1 or self.steps_per_epoch < 1:
+            raise LlaraError(f"a schedule needs at least one step, got total_steps={self.total_steps}")
+
+    def hard_probability(self, step: int) -> float:
+        """``p(step)``: the probability that the batch of optimizer step ``step`` (0-based) is hard."""
+        if self.name == "curriculum":
+            return min(max(step / self.total_steps, 0.0), 1.0)
+        if self.name == "direct":
+            return 1.0
+        return 0.0 if step < self.text_epochs * self.steps_per_epoch else 1.0
+
+    def is_hard(self, step: int) -> bool:
+        """The reproducible draw for ``step``: a uniform number seeded from ``(seed, step)`` below ``p``."""
+        draw = np.random.default_rng([self.seed, step]).random()
+        return bool(draw < self.hard_probability(step))
+
+    def batch_mode(self, step: int, prompt_mode: str) -> str:
+        """The prompt mode of step ``step``: ``prompt_mode`` when hard, else text-only.
+
+        Modes without behavioral tokens (text, id) have no easy variant and are used throughout.
+        """
+        if not uses_behavior_tokens(prompt_mode):
+            return prompt_mode
+        return prompt_mode if self.is_hard(step) else EASY_MODE

@@ -1,0 +1,118 @@
+"""The HTTP service over real loopback HTTP: recommendations, health, docs, batching, and bad requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llara.config import ModelConfig
+from llara.llm.model import LlaraModel
+from llara.serving.recommend import Recommender
+from llara.serving.service import create_app, running_server
+
+BODY_LIMIT = 4096
+
+
+@pytest.fixture(scope="module")
+def recommender(tiny_data, tiny_llama: Path) -> Recommender:
+    model = LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama), prompt_mode="text"), tiny_data)
+    return Recommender(model, tiny_data)
+
+
+@pytest.fixture(scope="module")
+def base_url(recommender: Recommender) -> Iterator[str]:
+    """The real app under uvicorn in a thread, on a free loopback port."""
+    app = create_app(recommender, max_batch=8, batch_wait_ms=30, max_body_bytes=BODY_LIMIT)
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        yield http
+
+
+def test_health_and_openapi_docs(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["items"] == 40 and health["prompt_mode"] == "text"
+    schema = client.get("/openapi.json").json()
+    assert "/recommend" in schema["paths"] and "RecommendRequest" in schema["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_recommend_ranks_given_candidates(client: httpx.Client, recommender: Recommender) -> None:
+    body = {"history": ["Item 3", 4, "item 5"], "candidates": [9, "Item 6", 30, 12], "k": 3}
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    expected = recommender.recommend([3, 4, 5], [9, 6, 30, 12], k=3)
+    assert [item["item_id"] for item in payload["items"]] == [r.item_id for r in expected]
+    assert [item["rank"] for item in payload["items"]] == [1, 2, 3]
+    scores = [item["score"] for item in payload["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert payload["history"] == [3, 4, 5] and payload["num_candidates"] == 4
+
+
+def test_recommend_draws_candidates_when_none_given(client: httpx.Client) -> None:
+    payload = client.post("/recommend", json={"history": [1, 2], "k": 20, "seed": 5}).json()
+    items = [item["item_id"] for item in payload["items"]]
+    assert payload["num_candidates"] == 20 and len(set(items)) == 20 and not {1, 2} & set(items)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"history": []}, "history: List should have at least 1 item"),
+        ({"history": ["No Such Movie"]}, "not a known title"),
+        ({"history": ["Itme 7"]}, "did you mean 'Item 7'"),
+        ({"history": [99]}, "out of range"),
+        ({"history": [1], "candidates": list(range(101))}, "candidates: List should have at most 100 items"),
+        ({"history": list(range(201))}, "history: List should have at most 200 items"),
+        ({"history": "Item 3"}, "history: Input should be a valid list"),
+        ({"history": [1.5]}, "history.0"),
+        ({"history": [True]}, "history.0"),
+        ({"history": [1], "k": "ten"}, "k: Input should be a valid integer"),
+        ({"history": [1], "k": 0}, "k: Input should be greater than or equal to 1"),
+        ({"history": [1], "candidates": [2, 2]}, "repeat item"),
+        ({"history": [1], "candidates": []}, "candidates: List should have at least 1 item"),
+        ({"history": [1], "user": "x"}, "user: Extra inputs are not permitted"),
+        ([1, 2], "Input should be a valid dictionary"),
+    ],
+)
+def test_bad_requests_get_a_clear_422(client: httpx.Client, body: object, fragment: str) -> None:
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["detail"]
+
+
+def test_malformed_and_oversized_bodies_are_refused(client: httpx.Client) -> None:
+    broken = client.post("/recommend", content=b'{"history": [1,', headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and "JSON" in broken.json()["detail"]
+    big = {"history": ["x" * BODY_LIMIT]}
+    assert client.post("/recommend", json=big).status_code == 413
+    chunks = (b'{"history": ["' + b"y" * 1024 for _ in range(8))  # streamed without a Content-Length
+    streamed = client.post("/recommend", content=chunks, headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "exceeds" in streamed.json()["detail"]
+    assert client.get("/recommend").status_code == 405
+    assert client.get("/health").status_code == 200  # the service survived all of it
+
+
+def test_concurrent_requests_are_batched(client: httpx.Client, base_url: str) -> None:
+    before = client.get("/health").json()
+    body = {"history": [3, 4, 5], "candidates": [6, 7, 8, 9], "k": 2}
+
+    def call(_: int) -> int:
+        with httpx.Client(base_url=base_url, timeout=30) as http:
+            return http.post("/recommend", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(call, range(16)))
+    after = client.get("/health").json()
+    assert statuses == [200] * 16
+    assert after["requests"] - before["requests"] == 16
+    assert after["batches"] - before["batches"] < 16  # some requests shared a ranking batch
