@@ -19,6 +19,8 @@ PromptMode = Literal["text", "behavior", "hybrid", "id"]
 Schedule = Literal["curriculum", "direct", "two-stage"]
 SRModelName = Literal["sasrec", "gru4rec", "caser"]
 Protocol = Literal["generate", "rank"]
+Objective = Literal["sft", "listwise", "sdpo", "dpo"]
+AnswerToken = Literal["none", "item", "interaction"]
 
 LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -76,6 +78,16 @@ class ModelConfig(StrictModel):
     lora_target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_LORA_TARGETS))
     gradient_checkpointing: bool = False
     load_in_bits: Literal[4, 8] | None = None
+    user_token: bool = Field(
+        False,
+        description="add one behavioral token carrying the SR backbone's representation of the history "
+        "(the vector it scores candidates with), through its own projector",
+    )
+    answer_token: AnswerToken = Field(
+        "none",
+        description="ranking only: start each candidate's answer with a behavioral token carrying the "
+        "candidate's SR item vector (item) or its elementwise product with the SR history state (interaction)",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -99,8 +111,28 @@ class TrainConfig(StrictModel):
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     seed: int = 0
+    objective: Objective = Field(
+        "sft",
+        description="training loss: sft (answer-token cross-entropy, the paper's), listwise (softmax over "
+        "the candidates' answer log-likelihoods), sdpo (softmax DPO against sampled negatives), dpo (sdpo, 1 negative)",
+    )
+    sft_weight: float = Field(0.0, ge=0.0, description="listwise / sdpo: weight of the sft loss added to the objective")
+    listwise_score: Literal["mean", "sum"] = Field(
+        "mean", description="listwise: a candidate's score is the mean (length-normalised) or sum of its answer token log-probs"
+    )
+    temperature: float = Field(1.0, gt=0.0, description="listwise: softmax temperature over candidate scores")
+    negatives: int = Field(3, ge=1, description="sdpo: negatives drawn from the row's own candidates per step")
+    beta: float = Field(1.0, gt=0.0, description="sdpo / dpo: preference temperature beta")
+    init_from: str | None = Field(
+        None, description="an export folder whose adapter and projectors this run starts from (preference stage)"
+    )
+    max_minutes: float | None = Field(
+        None, gt=0.0, description="wall-clock budget of the optimizer steps in minutes; the schedule is sized by "
+        "max_steps / epochs and training stops early (then exports) when the budget is spent"
+    )
     eval_every: int | None = None
     eval_rows: int | None = None
+    keep_best: bool = Field(False, description="export the validation-best step (by HR@1 rank) instead of the last")
     save_every: int | None = None
     tensorboard: bool = False
 
