@@ -23,7 +23,7 @@ from llara.sr.authors import import_authors_checkpoint
 from llara.sr.evaluate import evaluate_sr
 from llara.sr.seeds import train_seeds
 
-#: published HitRatio@1 on MovieLens (SPEC.md, "Published results")
+#: published HitRatio@1 on MovieLens (the paper's Table 2)
 PAPER = {"sasrec": 0.3444, "gru4rec": 0.3750, "caser": 0.3861}
 AUTHORS_FILES = {"sasrec": "SASRec_movielens.pt", "gru4rec": "GRU_movielens.pt", "caser": "Caser_movielens.pt"}
 SHARED = Path(os.environ.get("LLARA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

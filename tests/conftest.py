@@ -38,6 +38,18 @@ def tiny_llama(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return create_tiny_llama(tmp_path_factory.mktemp("llm") / "tiny", tiny_data.titles)
 
 
+@pytest.fixture(scope="session")
+def sr_checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised SASRec checkpoint over ``tiny_data``'s items."""
+    import torch
+
+    from llara.sr.checkpoint import save_sr
+    from llara.sr.registry import build_sr
+
+    torch.manual_seed(0)
+    return save_sr(build_sr("sasrec", tiny_data.num_items, 64, 10), tmp_path_factory.mktemp("sr") / "sasrec")
+
+
 def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, per_user: int = 8) -> Path:
     """A small ML-100K-format folder: u.data (tab-separated) and u.item ('|'-separated, ISO-8859-1).
 

@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 from llara.cli import main
 
 
 def run_cli(args: list[str]) -> int:
-    """Run ``llara ARGS`` in-process; return the exit status."""
+    """Run ``llara ARGS`` in-process and return its exit status: the one way tests drive the CLI.
+
+    Output goes to the captured stdout / stderr (``capsys``); under ``--debug`` an error propagates.
+    """
     try:
         main(args)
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def tiny_train_overrides(data_dir: Path, base_model: Path, sr_checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    """``key=value`` overrides of a 6-step training run of the tiny model (checkpoints every 2 steps)."""
+    return [
+        f"model.base_model={base_model}",
+        f"train.data_dir={data_dir}",
+        f"train.sr_checkpoint={sr_checkpoint}",
+        f"train.out_dir={out}",
+        "train.max_train_rows=96",
+        "train.batch_size=8",
+        "train.micro_batch_size=4",
+        "train.max_steps=6",
+        "train.save_every=2",
+        "train.lr=2e-3",
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def crash_after_checkpoint(step: int) -> Iterator[None]:
+    """Inside the block, training stops with KeyboardInterrupt right after writing checkpoint ``step``."""
+    from llara.training import checkpointing
+
+    real = checkpointing.save_checkpoint
+
+    def save_then_crash(root: Path, at: int, *args: object, **kwargs: object) -> Path:
+        folder = real(root, at, *args, **kwargs)
+        if at == step:
+            raise KeyboardInterrupt(f"simulated crash after step {step}")
+        return folder
+
+    checkpointing.save_checkpoint = save_then_crash
+    try:
+        yield
+    finally:
+        checkpointing.save_checkpoint = real

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llara.errors import LlaraError
-from llara.metrics import UNRANKED, ranking_metrics, summarize, target_ranks, wilson_interval
+from llara.metrics import ranking_metrics, summarize, target_ranks, wilson_interval
 
 
 def test_ranks_count_better_candidates():
@@ -31,7 +31,7 @@ def test_ties_and_nans_count_against_the_target():
 
 
 def test_metric_values_by_formula():
-    metrics = ranking_metrics(np.array([0, 2, 7, UNRANKED]), ks=(1, 5))
+    metrics = ranking_metrics(np.array([0, 2, 7, -1]), ks=(1, 5))
     assert metrics["hr@1"].tolist() == [1, 0, 0, 0]
     assert metrics["hr@5"].tolist() == [1, 1, 0, 0]
     assert metrics["ndcg@5"] == pytest.approx([1.0, 1 / math.log2(4), 0.0, 0.0])
@@ -66,3 +66,27 @@ def test_summarize_binary_and_continuous():
 def test_summarize_refuses_empty():
     with pytest.raises(LlaraError, match="no rows"):
         summarize({"hr@1": np.array([])})
+
+
+def test_mcnemar_exact_matches_hand_computed_binomial_tails() -> None:
+    from llara.metrics import mcnemar_exact
+
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 0) == pytest.approx(2 * 1 / 32)
+    assert mcnemar_exact(1, 4) == pytest.approx(2 * (1 + 5) / 32)
+    assert mcnemar_exact(3, 3) == 1.0
+
+
+def test_paired_comparison_of_identical_and_shifted_rows() -> None:
+    from llara.metrics import paired_comparison
+
+    reference = np.array([1, 0, 0, 1, 0, 1, 0, 0] * 10, dtype=float)
+    same = paired_comparison(reference, reference)
+    assert same["delta"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0 and same["p_value"] == 1.0
+    better = reference.copy()
+    better[np.flatnonzero(reference == 0)[:20]] = 1
+    result = paired_comparison(better, reference)
+    assert result["delta"] == pytest.approx(20 / 80) and result["wins"] == 20 and result["losses"] == 0
+    assert 0 < result["ci_low"] < result["delta"] < result["ci_high"] and result["p_value"] < 1e-5
+    with pytest.raises(LlaraError, match="same rows"):
+        paired_comparison(better, reference[:-1])

@@ -7,8 +7,11 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import re
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,58 +29,87 @@ LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_p
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are refused, values are validated on assignment."""
+    """A config section: unknown keys are refused, values are validated on assignment, numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(StrictModel):
-    """Which raw source to read and the protocol parameters (SPEC.md, "Data and protocol").
+    """Which raw source to read and the protocol parameters (docs/method.md, "Data protocol")."""
 
-    ``source``: a name from ``llara.data.readers.READERS`` or ``llara`` (the authors' processed files);
-    ``options``: that reader's keyword options (e.g. ``{titles: items.csv}`` for ``tabular``).
-    """
-
-    source: str = "movielens"
-    path: str | None = None
-    seed: int = 0
-    history_len: int = 10
-    min_history: int = 3
-    num_candidates: int = 20
-    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    options: dict[str, Any] = Field(default_factory=dict)
+    source: str = Field(
+        "movielens",
+        description="the raw source: movielens (without a path: the recbole package's copy), movielens-download, "
+        "steam, lastfm, tabular, synthetic, or llara (the LLaRA authors' processed files, their split kept)",
+    )
+    path: str | None = Field(None, description="the raw data file or folder; null: the source's default")
+    seed: int = Field(0, description="seed of the user split and of the frozen candidate draws")
+    history_len: int = Field(10, description="most history items per sample (the last ones before the target)")
+    min_history: int = Field(3, description="fewest history items per sample; shorter samples are dropped")
+    num_candidates: int = Field(
+        20, description="candidates per sample: the target plus num_candidates - 1 items the user never had"
+    )
+    split: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train, validation and test shares of the users (they sum to 1)"
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the reader's keyword options, e.g. {titles: items.csv, user_col: uid} for tabular",
+    )
 
 
 class SRConfig(StrictModel):
-    """A conventional sequential recommender and how to fit it (SPEC.md, "SR baselines")."""
+    """A conventional sequential recommender and how to fit it (docs/method.md, "Sequential recommenders")."""
 
-    model: SRModelName = "sasrec"
-    dim: int = Field(64, ge=1)
-    max_len: int = Field(10, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    lr: float = Field(1e-3, gt=0.0)
-    batch_size: int = Field(256, ge=1)
-    l2: float = Field(1e-6, ge=0.0)
-    l2_grid: list[float] = Field(default_factory=list)
-    max_epochs: int = Field(30, ge=1)
-    patience: int = Field(5, ge=1)
-    seed: int = 0
+    model: SRModelName = Field("sasrec", description="the architecture: sasrec, gru4rec or caser")
+    dim: int = Field(64, ge=1, description="size of the item embeddings and of the hidden state")
+    max_len: int = Field(10, ge=1, description="history window: the most recent items the model reads")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability (sasrec and caser; gru4rec has none)")
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
+    batch_size: int = Field(
+        256, ge=1, description="training samples per Adam step (SR training only; not the LLM's train.batch_size)"
+    )
+    l2: float = Field(1e-6, ge=0.0, description="L2 penalty (Adam weight decay)")
+    l2_grid: list[float] = Field(
+        default_factory=list,
+        description="L2 values to try, one model each, keeping the best by validation HR@1; empty: train with l2",
+    )
+    max_epochs: int = Field(30, ge=1, description="most passes over the training samples")
+    patience: int = Field(5, ge=1, description="early stopping: epochs without a better validation HR@1")
+    seed: int = Field(0, description="seed of the initial weights, the sample order and the sampled negatives")
     num_threads: int = Field(1, ge=1, description="CPU threads while training; these tiny models run fastest on 1")
 
 
 class ModelConfig(StrictModel):
     """The LLM, its LoRA adapter and the prompt. ``base_model="smollm2"`` is the packaged offline model."""
 
-    base_model: str = "smollm2"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    prompt_mode: PromptMode = "hybrid"
-    domain: str | None = None
-    lora_r: int = 8
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = Field(default_factory=lambda: list(LLAMA_LORA_TARGETS))
-    gradient_checkpointing: bool = False
-    load_in_bits: Literal[4, 8] | None = None
+    base_model: str = Field(
+        "smollm2", description="the causal LM: smollm2 (packaged SmolLM2-135M-Instruct), a local folder or a hub id"
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="precision of the base model's weights"
+    )
+    prompt_mode: PromptMode = Field(
+        "hybrid",
+        description="how a prompt writes an item: text (title), behavior (behavioral token only), hybrid (title "
+        "and behavioral token) or id (id number); a schedule's hard mode, its easy mode being text",
+    )
+    domain: str | None = Field(
+        None, description="template words: movies, games, music or generic; null: the prepared data's domain"
+    )
+    lora_r: int = Field(8, description="LoRA rank")
+    lora_alpha: int = Field(32, description="LoRA scaling numerator: updates are scaled by lora_alpha / lora_r")
+    lora_dropout: float = Field(0.1, description="dropout probability on the LoRA input")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: list(LLAMA_LORA_TARGETS),
+        description="names of the linear layers that get LoRA adapters (Llama: attention and MLP projections)",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, about 30% more compute"
+    )
+    load_in_bits: Literal[4, 8] | None = Field(
+        None, description="quantise the frozen base weights to 8 or 4 bits (bitsandbytes, CUDA only); null: no"
+    )
     user_token: bool = Field(
         False,
         description="add one behavioral token carrying the SR backbone's representation of the history "
@@ -91,26 +123,48 @@ class ModelConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Curriculum prompt tuning (SPEC.md, "The method", points 3 and 4)."""
+    """Curriculum prompt tuning (docs/method.md, "Curriculum prompt tuning")."""
 
-    data_dir: str | None = None
-    sr_checkpoint: str | None = None
-    out_dir: str | None = None
-    schedule: Schedule = "curriculum"
-    two_stage_text_epochs: int = 2
-    epochs: int = 5
-    max_steps: int | None = None
-    max_train_rows: int | None = None
-    batch_size: int = 128
-    micro_batch_size: int = 4
-    lr: float = 8e-4
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.01
-    weight_decay: float = 0.0
-    projector_weight_decay: float = 1e-5
-    max_grad_norm: float = 1.0
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    seed: int = 0
+    data_dir: str | None = Field(
+        None, description="the prepared data folder (llara data prepare); llara run sets it to its data stage"
+    )
+    sr_checkpoint: str | None = Field(
+        None,
+        description="the SR checkpoint whose item embeddings become behavioral tokens (needed by behavior and "
+        "hybrid prompts); llara run sets it to its SR stage",
+    )
+    out_dir: str | None = Field(None, description="the training folder; null: runs/<name>")
+    schedule: Schedule = Field(
+        "curriculum",
+        description="how the prompt mode of a step is drawn: curriculum (hard with probability step / total "
+        "steps), direct (always hard) or two-stage (text for two_stage_text_epochs, then hard)",
+    )
+    two_stage_text_epochs: int = Field(2, description="two-stage only: epochs of text prompts before the hard mode")
+    epochs: int = Field(5, description="passes over the training rows; sizes the run unless max_steps is set")
+    max_steps: int | None = Field(None, description="optimizer steps of the run; null: epochs x steps per epoch")
+    max_train_rows: int | None = Field(
+        None, description="train on a seeded subset of this many training rows; null: all of them"
+    )
+    batch_size: int = Field(
+        128,
+        description="rows per optimizer step, = micro_batch_size x gradient accumulation x processes (it must "
+        "divide); not sr.batch_size (SR training) or eval.batch_size (prompts per evaluation pass)",
+    )
+    micro_batch_size: int = Field(4, description="rows per forward and backward pass on one process")
+    lr: float = Field(8e-4, gt=0.0, description="peak learning rate of AdamW, reached after the warm-up")
+    warmup_ratio: float = Field(0.05, description="share of the optimizer steps spent in the linear warm-up")
+    min_lr_ratio: float = Field(
+        0.01, description="where the warm-up starts and the cosine decay ends, as a fraction of lr"
+    )
+    weight_decay: float = Field(0.0, description="AdamW weight decay of the LoRA weights")
+    projector_weight_decay: float = Field(1e-5, description="AdamW weight decay of the projectors")
+    max_grad_norm: float = Field(1.0, description="gradients are clipped to this L2 norm before each step")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="accelerate's mixed precision for the forward and backward passes"
+    )
+    seed: int = Field(
+        0, description="seed of the new weights, the row subset, the batch order and the schedule's draws"
+    )
     objective: Objective = Field(
         "sft",
         description="training loss: sft (answer-token cross-entropy, the paper's), listwise (softmax over "
@@ -130,38 +184,52 @@ class TrainConfig(StrictModel):
         None, gt=0.0, description="wall-clock budget of the optimizer steps in minutes; the schedule is sized by "
         "max_steps / epochs and training stops early (then exports) when the budget is spent"
     )
-    eval_every: int | None = None
-    eval_rows: int | None = None
+    eval_every: int | None = Field(
+        None, description="validate every this many optimizer steps (logged to metrics.jsonl); null: never"
+    )
+    eval_rows: int | None = Field(None, description="validate on the first this many validation rows; null: all")
     keep_best: bool = Field(False, description="export the validation-best step (by HR@1 rank) instead of the last")
-    save_every: int | None = None
-    tensorboard: bool = False
+    save_every: int | None = Field(
+        None, description="write a resumable checkpoint every this many optimizer steps; the last step always gets one"
+    )
+    tensorboard: bool = Field(False, description="also log the step metrics for TensorBoard (out_dir/tensorboard)")
 
 
 class EvalConfig(StrictModel):
     """How to evaluate: protocols, batch size, which split."""
 
-    protocols: list[Protocol] = Field(default_factory=lambda: ["generate", "rank"])
-    split: Literal["val", "test"] = "test"
-    batch_size: int = 8
-    max_rows: int | None = None
+    protocols: list[Protocol] = Field(
+        default_factory=lambda: ["generate", "rank"],
+        description="generate (greedy answer matched to a candidate, as published) and / or rank (candidates "
+        "ranked by the likelihood of their answers)",
+    )
+    split: Literal["val", "test"] = Field("test", description="the split whose frozen candidates are scored")
+    batch_size: int = Field(8, description="prompts per forward pass (not the training batch)")
+    max_rows: int | None = Field(None, description="score only the first this many rows of the split; null: all")
 
 
 class ExperimentConfig(StrictModel):
     """One experiment: every section a pipeline stage reads."""
 
-    name: str = "experiment"
-    data: DataConfig = Field(default_factory=DataConfig)
-    sr: SRConfig = Field(default_factory=SRConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    name: str = Field("experiment", description="the experiment's name; default folders are runs/<name>")
+    data: DataConfig = Field(default_factory=DataConfig, description="the data source and the sampling protocol")
+    sr: SRConfig = Field(default_factory=SRConfig, description="the sequential recommender and its training")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the LLM, its LoRA adapter and the prompts")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="tuning the LLM (llara train)")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation of every variant (llara run)")
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["train.lr=1e-4", "model.prompt_mode=text"]`` into a nested dict (values parsed as YAML)."""
+def parse_overrides(overrides: list[str], cls: type[BaseModel] | None = None) -> dict[str, Any]:
+    """Turn ``["train.lr=1e-4", "model.prompt_mode=text"]`` into a nested dict.
+
+    Values are parsed as YAML, except those of ``cls``'s fields whose values are text (``str``, a
+    ``Literal`` of strings, or lists of them): they are taken as typed, so ``train.mixed_precision=no``
+    is ``"no"``, not false, and ``name=1e-3`` is ``"1e-3"``. ``null`` (or ``~``) still clears such a
+    field when it may be null.
+    """
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -173,18 +241,63 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise LlaraError(f"override {item!r} sets a field inside {part!r}, which is not a section")
-        node[leaf] = _parse_value(raw)
+        node[leaf] = _parse_value(raw, _field_annotation(cls, [*parents, leaf]))
     return nested
 
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+_NULL = ("null", "~")
 
 
-def _parse_value(raw: str) -> Any:
-    """A YAML scalar or collection; ``1e-4`` is a float (YAML 1.1 would read it as a string)."""
+def _parse_value(raw: str, annotation: Any = None) -> Any:
+    """The value of one override for a field of type ``annotation`` (None: unknown, parse as YAML).
+
+    Text fields take ``raw`` as typed (lists of text: YAML with every scalar kept as a string); other
+    values are YAML, where ``1e-4`` is a float (YAML 1.1 would read it as a string).
+    """
+    if annotation is not None and raw.strip() in _NULL and type(None) in _members(annotation):
+        return None
+    if annotation is not None and _is_text(annotation):
+        return raw
+    if annotation is not None and _is_text_list(annotation):
+        return yaml.load(raw, Loader=yaml.BaseLoader)  # BaseLoader builds only str, list and dict: safe
     if _SCIENTIFIC.match(raw.strip()):
         return float(raw)
     return yaml.safe_load(raw)
+
+
+def _field_annotation(cls: type[BaseModel] | None, path: Sequence[str]) -> Any:
+    """The type of the field ``path`` names inside ``cls`` (sections nest), or None when it names none."""
+    annotation: Any = cls
+    for part in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a union (``X | None``), or the annotation alone."""
+    return get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+
+
+def _is_text(annotation: Any) -> bool:
+    """Whether every value but None that ``annotation`` admits is a string (``str``, string ``Literal``s)."""
+    members = [m for m in _members(annotation) if m is not type(None)]
+    return bool(members) and all(
+        m is str or (get_origin(m) is Literal and all(isinstance(v, str) for v in get_args(m))) for m in members
+    )
+
+
+def _is_text_list(annotation: Any) -> bool:
+    """Whether ``annotation`` is a list or tuple of text (``list[str]``, ``list[Protocol]``)."""
+    members = [m for m in _members(annotation) if m is not type(None)]
+    return len(members) == 1 and get_origin(members[0]) in (list, tuple) and all(
+        _is_text(arg) for arg in get_args(members[0]) if arg is not Ellipsis
+    )
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +319,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise LlaraError(f"config file {path} is not valid YAML: {exc}") from None
+        raise LlaraError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise LlaraError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
@@ -222,7 +335,7 @@ def validate_config(cls: type[M], data: dict[str, Any], origin: str = "config") 
             + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
             for err in exc.errors()
         )
-        raise LlaraError(f"{origin}: {problems}") from None
+        raise LlaraError(f"{origin}: {problems}") from exc
 
 
 def load_config(
@@ -230,13 +343,48 @@ def load_config(
 ) -> M:
     """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus ``key=value`` overrides."""
     data = read_yaml(path) if path is not None else {}
-    data = deep_merge(data, parse_overrides(overrides or []))
+    data = deep_merge(data, parse_overrides(overrides or [], cls))
     return validate_config(cls, data, origin=str(path) if path else "config")
 
 
 def dump_config(config: BaseModel) -> str:
     """The config as YAML, every field spelled out (for run folders and reports)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def describe_config(config: BaseModel, section: str | None = None) -> str:
+    """The config as YAML with each field's description as a comment above it (``llara config show``).
+
+    ``section``: only this top-level field (e.g. ``train``) instead of all of them.
+    """
+    names = list(type(config).model_fields)
+    if section is not None:
+        if section not in names:
+            raise LlaraError(f"section {section!r} is not one of {', '.join(names)}")
+        names = [section]
+    return "\n".join(_described_lines(config, names, indent="")) + "\n"
+
+
+def _described_lines(config: BaseModel, names: Sequence[str], indent: str) -> list[str]:
+    """YAML lines of the fields ``names`` of ``config``, a comment line above each; sections nest."""
+    plain = config.model_dump(mode="json")
+    lines = []
+    for name in names:
+        description = type(config).model_fields[name].description or ""
+        lines += [f"{indent}# {text}" for text in textwrap.wrap(description, 100 - len(indent))]
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            lines += [f"{indent}{name}:", *_described_lines(value, list(type(value).model_fields), indent + "  ")]
+        else:
+            lines += [indent + line for line in _yaml_field(name, plain[name])]
+    return lines
+
+
+def _yaml_field(name: str, value: Any) -> list[str]:
+    """``name: value`` as YAML lines: scalars and flat collections on one line, lists of mappings as blocks."""
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return yaml.safe_dump({name: value}, sort_keys=False).splitlines()
+    return [f"{name}: {yaml.safe_dump(value, default_flow_style=True, width=1000).splitlines()[0]}"]
 
 
 # --- The experiment runner (`llara run`): variants of one experiment, compared on the same data ---
@@ -253,12 +401,22 @@ class VariantConfig(StrictModel):
     cannot be overridden: every variant is scored on the same frozen candidates.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    kind: VariantKind = "llara"
-    sr: dict[str, Any] = Field(default_factory=dict)
-    model: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    eval: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the variant's name in the results and in its stage names (letters, digits, _ . -)",
+    )
+    kind: VariantKind = Field(
+        "llara", description="sr (an SR baseline), zero-shot (the untuned base LLM) or llara (LoRA-tuned)"
+    )
+    sr: dict[str, Any] = Field(default_factory=dict, description="overrides of the run's sr section")
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the run's model section")
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the run's train section")
+    eval: dict[str, Any] = Field(default_factory=dict, description="overrides of the run's eval section")
+    after: str | None = Field(
+        None,
+        description="llara variants: the earlier llara variant whose export this one's training starts from "
+        "(train.init_from), e.g. an sft stage before a preference stage",
+    )
 
     def resolve(self, base: ExperimentConfig) -> ExperimentConfig:
         """The run's sections with this variant's overrides merged in, validated."""
@@ -276,8 +434,15 @@ def _default_variants() -> list[VariantConfig]:
 class RunConfig(ExperimentConfig):
     """An experiment plus the variants to compare and the run folder (default ``runs/<name>``)."""
 
-    out_dir: str | None = None
-    variants: list[VariantConfig] = Field(default_factory=_default_variants)
+    out_dir: str | None = Field(None, description="the run folder (llara run); null: runs/<name>")
+    variants: list[VariantConfig] = Field(
+        default_factory=_default_variants, description="the variants llara run trains and compares, in table order"
+    )
+    reference: str | None = Field(
+        None,
+        description="the variant every other one is compared with, row by row (paired bootstrap CI of the "
+        "HR@1 difference, McNemar's exact p); null: the first variant",
+    )
 
     def resolved_variants(self) -> list[tuple[VariantConfig, ExperimentConfig]]:
         """Each variant with its fully resolved experiment config; refuses empty or duplicate names."""
@@ -287,4 +452,24 @@ class RunConfig(ExperimentConfig):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise LlaraError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
+        if self.reference is not None and self.reference not in names:
+            raise LlaraError(f"reference: no variant is named {self.reference!r} (variants: {', '.join(names)})")
+        for index, variant in enumerate(self.variants):
+            _check_after(variant, self.variants[:index])
         return [(variant, variant.resolve(self)) for variant in self.variants]
+
+    def reference_variant(self) -> str:
+        """The name of the variant paired comparisons are made against."""
+        return self.reference or self.variants[0].name
+
+
+def _check_after(variant: VariantConfig, earlier: list[VariantConfig]) -> None:
+    """``after`` must name an earlier llara variant, and only llara variants can start from one."""
+    if variant.after is None:
+        return
+    tuned = [v.name for v in earlier if v.kind == "llara"]
+    if variant.kind != "llara" or variant.after not in tuned:
+        raise LlaraError(
+            f"variant {variant.name!r}: after={variant.after!r} must name an earlier llara variant "
+            f"(earlier llara variants: {', '.join(tuned) or 'none'})"
+        )

@@ -19,8 +19,9 @@ import numpy as np
 
 from llara.errors import LlaraError
 
-UNRANKED = -1
 Z_95 = 1.959963984540054
+#: the metrics a ranking evaluation shows first (the SR commands' tables, their seed summaries)
+HEADLINE = ("hr@1", "hr@5", "ndcg@5", "ndcg@10", "mrr")
 
 
 def target_ranks(scores: np.ndarray, target_pos: np.ndarray) -> np.ndarray:
@@ -84,3 +85,44 @@ def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_comparison(
+    variant: np.ndarray, reference: np.ndarray, resamples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """How a variant differs from a reference on the same rows (per-row 0/1 hits or any per-row metric).
+
+    ``delta``: mean(variant - reference); ``ci_low`` / ``ci_high``: its paired bootstrap 95% interval
+    (rows resampled together, ``resamples`` times, seeded); ``p_value``: McNemar's exact two-sided test
+    on the discordant rows (for 0/1 values; a sign test on the non-zero differences otherwise);
+    ``wins`` / ``losses``: rows where only the variant / only the reference is better.
+    """
+    variant, reference = np.asarray(variant, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if variant.shape != reference.shape or variant.ndim != 1 or variant.size == 0:
+        raise LlaraError(
+            f"a paired comparison needs two per-row arrays over the same rows; got shapes {variant.shape} "
+            f"and {reference.shape}"
+        )
+    diff = variant - reference
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(resamples, diff.size))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+    return {
+        "delta": float(diff.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": mcnemar_exact(wins, losses),
+        "wins": wins,
+        "losses": losses,
+        "n": int(diff.size),
+    }
+
+
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value: discordant pairs split ``wins`` / ``losses`` under Binomial(n, 1/2)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2.0 * tail)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from llara.errors import LlaraError
+
+#: what follows ``.<target name>.`` in the name of a temporary that atomic_file / atomic_dir make
+_TEMPORARY = re.compile(r"(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp|old-(?P<old>\d+)")
 
 
 def data_home() -> Path:
@@ -20,7 +26,7 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator:
     """Open a temporary file beside ``path``; on success rename it over ``path``, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with open(tmp, mode, **open_kwargs) as handle:
@@ -33,6 +39,7 @@ def atomic_file(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    remove_stale_temporaries(path)
 
 
 def _umask() -> int:
@@ -49,7 +56,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a finished folder gets the usual mode
     try:
         yield tmp
@@ -63,3 +70,62 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    remove_stale_temporaries(path)
+
+
+def _temporary_prefix(path: Path) -> str:
+    """``.<name>.<pid>.``: the temporary names who made them, so a later run can tell stale ones."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete what atomic writes of ``path`` left beside it when their process was killed; return them.
+
+    Only names of the form atomic_file / atomic_dir give temporaries of ``path`` (``.<name>.<pid>.*.tmp``
+    and ``.<name>.old-<pid>``) are considered, and only those whose process no longer runs on this machine.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    for entry in path.parent.iterdir() if path.parent.is_dir() else ():
+        match = _TEMPORARY.fullmatch(entry.name[len(prefix) :]) if entry.name.startswith(prefix) else None
+        if match is None or _running(int(match["pid"] or match["old"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def check_replaceable(
+    path: str | Path, is_ours: Callable[[Path], bool], what: str, force: bool = False, override: str | None = "--force"
+) -> None:
+    """Refuse to write ``what`` over ``path`` unless it is absent, empty, a previous ``what`` or ``force`` is set.
+
+    Writers replace their output folder whole, so a folder that ``is_ours`` does not recognise (the
+    user's own files) must never be taken over silently. ``override`` names the option that sets
+    ``force`` in the error message (None: the command has none).
+    """
+    path = Path(path)
+    if force or not path.exists():
+        return
+    if not path.is_dir():
+        raise LlaraError(f"{path} exists and is not a folder; choose another output folder")
+    if next(path.iterdir(), None) is None or is_ours(path):
+        return
+    way_out = f", or pass {override} to use it anyway (its content may be deleted)" if override else " or empty it"
+    raise LlaraError(f"{path} already exists and is not a previous {what}; choose another output folder{way_out}")

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from llara.cli import main
-
 
 def test_prepare_stats_show(tmp_path, capsys):
     out = tmp_path / "prepared"
@@ -109,7 +107,7 @@ def test_empty_dataset_and_debug_traceback(tmp_path, capsys):
     from llara.errors import LlaraError
 
     with pytest.raises(LlaraError):
-        main(["--debug", *args])
+        run_cli(["--debug", *args])
 
 
 def test_help_on_every_data_command(capsys):

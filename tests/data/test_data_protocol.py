@@ -1,4 +1,4 @@
-"""Protocol properties on planted-pattern data (SPEC.md, "Data and protocol")."""
+"""Protocol properties on planted-pattern data (docs/method.md, "Data protocol")."""
 
 from __future__ import annotations
 

@@ -232,6 +232,8 @@ def test_unknown_source_and_option(tmp_path):
         read_source("nope")
     with pytest.raises(LlaraError, match="does not take option.*colour.*it takes: num_users"):
         read_source("synthetic", None, {"colour": 1})
+    with pytest.raises(LlaraError, match="source 'synthetic' reads no files"):
+        read_source("synthetic", tmp_path)
 
 
 # ---------------------------------------------------------------- the authors' processed files

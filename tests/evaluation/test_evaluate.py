@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run_cli
 
-from llara.cli import main
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.evaluation.evaluate import (
@@ -151,7 +151,7 @@ def test_evaluate_export_writes_predictions_and_metrics(tiny_llama, tiny_data, t
         assert row["pred"] == -1 or row["pred"] in row["candidates"]
 
 
-def test_zero_shot_and_sr_checkpoints_are_evaluated(tiny_llama, tiny_data, tmp_path) -> None:
+def test_zero_shot_and_sr_checkpoints_are_evaluated(tiny_llama, tiny_data, tmp_path, caplog) -> None:
     from llara.sr.checkpoint import save_sr
     from llara.sr.registry import build_sr
 
@@ -161,6 +161,7 @@ def test_zero_shot_and_sr_checkpoints_are_evaluated(tiny_llama, tiny_data, tmp_p
     sr_dir = save_sr(build_sr("sasrec", tiny_data.num_items, 16, 10), tmp_path / "sr")
     sr = evaluate_checkpoint(sr_dir, tiny_data.root, ["generate", "rank"], out_dir=tmp_path / "sr-eval")
     assert set(sr["metrics"]) == {"rank"} and sr["rows"] == len(tiny_data.split("test"))
+    assert "cannot generate; evaluating the rank protocol only" in caplog.text
     assert pd.read_parquet(tmp_path / "sr-eval" / "predictions.parquet")["rank"].between(0, 19).all()
     with pytest.raises(LlaraError, match="no generation protocol"):
         evaluate_checkpoint(sr_dir, tiny_data.root, ["generate"])
@@ -177,15 +178,11 @@ def test_bad_evaluation_requests_are_clear_errors(tiny_data, tmp_path) -> None:
 
 def test_evaluate_command(tiny_llama, tiny_data, tmp_path, capsys) -> None:
     export = build_model(tiny_llama, tiny_data, "text").save(tmp_path / "export")
-    with pytest.raises(SystemExit) as stopped:
-        main(["evaluate", "--checkpoint", str(export), "--protocol", "rank", "--max-rows", "2",
-              "--out", str(tmp_path / "o")])
-    assert stopped.value.code == 0
+    args = ["evaluate", "--checkpoint", str(export), "--protocol", "rank", "--max-rows", "2"]
+    assert run_cli([*args, "--out", str(tmp_path / "o")]) == 0
     assert "hr@1" in capsys.readouterr().out
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["rows"] == 2
-    with pytest.raises(SystemExit) as stopped:
-        main(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_data.root)])
-    assert stopped.value.code == 1
+    assert run_cli(["evaluate", "--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_data.root)]) == 1
     assert "neither a LLaRA export" in capsys.readouterr().err
 
 

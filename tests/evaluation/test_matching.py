@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llara.evaluation.matching import first_line, match_strict, match_substring, normalize_title
+from llara.llm.prompts import answer_text
 
 TITLES = ["Toy Story", "Heat", "Toy Story 2", "Twelve Monkeys"]
 
@@ -12,6 +13,10 @@ TITLES = ["Toy Story", "Heat", "Toy Story 2", "Twelve Monkeys"]
 def test_first_line_cuts_at_newline() -> None:
     assert first_line("  Heat \nToy Story") == "Heat"
     assert first_line("") == ""
+
+
+def test_first_line_reads_back_the_trained_answer() -> None:
+    assert first_line(answer_text("Heat") + "Toy Story and more") == "Heat"
 
 
 def test_substring_rule_is_case_insensitive_and_reads_first_line_only() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from llara.llm import prompts
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.llm.loader import load_base_model
-from llara.llm.model import IGNORE_INDEX, LlaraModel
+from llara.llm.model import EMBEDDINGS_FILE, IGNORE_INDEX, LlaraModel
 
 SR_DIM = 64
 
@@ -49,8 +50,8 @@ def test_unknown_base_model_path_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_placeholders_are_added_as_distinct_single_tokens(model: LlaraModel) -> None:
-    history_id, candidate_id = model.placeholder_ids
-    assert history_id != candidate_id
+    assert len(set(model.placeholder_ids)) == len(prompts.PLACEHOLDER_TOKENS)
+    history_id = model.token_ids[prompts.HISTORY_TOKEN]
     assert model.llm.get_input_embeddings().weight.shape[0] == len(model.tokenizer)
     assert model.tokenizer(prompts.HISTORY_TOKEN, add_special_tokens=False)["input_ids"] == [history_id]
 
@@ -58,7 +59,7 @@ def test_placeholders_are_added_as_distinct_single_tokens(model: LlaraModel) -> 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_behavior_ids_name_each_placeholder_item_in_order(model: LlaraModel, rows: list[dict], side: str) -> None:
     batch = model.encode_prompts(rows, mode="hybrid", padding_side=side)
-    history_id, candidate_id = model.placeholder_ids
+    history_id, candidate_id = (model.token_ids[token] for token in prompts.ITEM_TOKENS)
     for b, row in enumerate(rows):
         ids, behavior = batch["input_ids"][b], batch["behavior_ids"][b]
         assert behavior[ids == history_id].tolist() == list(row["history"])
@@ -105,20 +106,28 @@ def test_loss_backpropagates_into_lora_and_projector_only(model: LlaraModel, row
 
 
 def test_save_and_load_reproduce_the_trained_model(model: LlaraModel, rows: list[dict], tmp_path: Path) -> None:
+    trained = copy.deepcopy(model)  # the module's model stays as the other tests expect it
     with torch.no_grad():
-        for parameter in model.parameters():
+        for parameter in trained.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.05 * torch.randn_like(parameter))
-    batch = model.encode_training(rows)
-    model.eval()
+    batch = trained.encode_training(rows)
+    trained.eval()
     with torch.no_grad():
-        before = model(**batch).logits
-    loaded = LlaraModel.load(model.save(tmp_path / "export"))
+        before = trained(**batch).logits
+    loaded = LlaraModel.load(trained.save(tmp_path / "export"))
     with torch.no_grad():
         after = loaded(**batch).logits
     torch.testing.assert_close(after, before)
-    assert (loaded.prompt_mode, loaded.domain, loaded.titles) == (model.prompt_mode, model.domain, model.titles)
-    assert loaded.info["data_hash"] == model.info["data_hash"]
+    assert (loaded.prompt_mode, loaded.domain, loaded.titles) == (trained.prompt_mode, trained.domain, trained.titles)
+    assert loaded.info["data_hash"] == trained.info["data_hash"]
+
+
+def test_an_export_without_the_embeddings_its_projector_reads_is_a_clear_error(model: LlaraModel, tmp_path) -> None:
+    export = model.save(tmp_path / "export")
+    (export / EMBEDDINGS_FILE).unlink()
+    with pytest.raises(LlaraError, match="incomplete"):
+        LlaraModel.load(export)
 
 
 def test_zero_shot_text_model_needs_no_sr_embeddings(tiny_llama: Path, tiny_data, rows: list[dict]) -> None:

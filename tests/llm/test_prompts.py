@@ -53,12 +53,6 @@ def test_id_mode_names_items_by_number_and_answers_with_the_number() -> None:
     assert prompts.item_name(4, TITLES, "hybrid") == "Film 4"
 
 
-def test_answer_text_round_trips_through_parse_answer() -> None:
-    answer = prompts.answer_text("Film 4")
-    assert answer.endswith(prompts.ANSWER_TERMINATOR)
-    assert prompts.parse_answer(answer + "Film 5 and more") == "Film 4"
-
-
 @pytest.mark.parametrize(("mode", "domain"), [("titles", "movies"), ("text", "books")])
 def test_unknown_mode_or_domain_is_a_clear_error(mode: str, domain: str) -> None:
     with pytest.raises(LlaraError, match="is not one of"):

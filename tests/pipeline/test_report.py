@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from helpers import run_cli
 from rich.console import Console
 
 from llara.errors import LlaraError
 from llara.metrics import ranking_metrics, summarize
-from llara.pipeline.plots import rolling_mean
+from llara.pipeline import plots
 from llara.pipeline.report import format_summary, rich_table, write_report
+from llara.pipeline.results import VariantLog, read_jsonl
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,7 +36,7 @@ def run_dir(tmp_path):
         entries.append({"name": name, "kind": kind, "description": f"{kind} thing",
                         "metrics": path.relative_to(tmp_path).as_posix(),
                         "train_log": "stages/train-llara/log.jsonl" if kind == "llara" else None,
-                        "behavioral": kind == "llara"})
+                        "behavioral": kind == "llara", "schedule": "curriculum" if kind == "llara" else None})
     log = tmp_path / "stages" / "train-llara" / "log.jsonl"
     log.parent.mkdir(parents=True)
     modes = ["text"] * 20 + ["hybrid"] * 20
@@ -90,16 +92,32 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
         write_report(tmp_path)
 
 
+def test_a_training_log_may_end_half_written_but_not_break_in_the_middle(tmp_path, caplog):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo\n\n')
+    assert read_jsonl(log) == [{"step": 1}, {"step": 2}]
+    assert "line 3" in caplog.text
+    log.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(LlaraError, match="line 2"):
+        read_jsonl(log)
+
+
+@pytest.mark.parametrize(("schedule", "reference"), [("curriculum", True), ("two-stage", False)])
+def test_the_schedule_plot_shows_t_over_T_for_curriculum_runs_only(tmp_path, monkeypatch, schedule, reference):
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    records = [{"step": s, "mode": "hybrid" if s > 5 else "text"} for s in range(1, 11)]
+    plots.plot_schedule([VariantLog("v", records, behavioral=True, schedule=schedule)], tmp_path / "s.png")
+    labels = [line.get_label() for line in drawn[0].axes[0].lines]
+    assert ("curriculum p(t) = t/T" in labels) == reference
+    plots._pyplot().close(drawn[0])
+
+
 def test_rolling_mean():
-    np.testing.assert_allclose(rolling_mean([1.0, 3.0, 5.0, 7.0], 2), [1.0, 2.0, 4.0, 6.0])
-    assert rolling_mean([], 3).size == 0
+    np.testing.assert_allclose(plots.rolling_mean([1.0, 3.0, 5.0, 7.0], 2), [1.0, 2.0, 4.0, 6.0])
+    assert plots.rolling_mean([], 3).size == 0
 
 
-def test_report_command_redraws_and_prints(run_dir):
-    from typer.testing import CliRunner
-
-    from llara.cli import app
-
-    result = CliRunner().invoke(app, ["report", str(run_dir)], env={"COLUMNS": "120"})
-    assert result.exit_code == 0, result.output
-    assert "llara" in result.output and (run_dir / "report.md").is_file()
+def test_report_command_redraws_and_prints(run_dir, capsys):
+    assert run_cli(["report", str(run_dir)]) == 0
+    assert "llara" in capsys.readouterr().out and (run_dir / "report.md").is_file()

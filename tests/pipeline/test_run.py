@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
@@ -100,6 +101,8 @@ def test_variants_resolve_over_the_run_sections(tmp_path):
         ("[{name: a, kind: sr}, {name: a, kind: sr}]", "repeated: a"),
         ("[{name: a, model: {prompt_mode: pictures}}]", "variant 'a': model.prompt_mode"),
         ("[{name: a, train: {lrr: 1}}]", "variant 'a': train.lrr: unknown key"),
+        ("[{name: a, after: b}, {name: b}]", "after='b' must name an earlier llara variant"),
+        ("[{name: s, kind: sr}, {name: a, after: s}]", "earlier llara variants: none"),
     ],
 )
 def test_bad_variants_are_named(tmp_path, variants, message):
@@ -146,6 +149,8 @@ variants:
   - {{name: sasrec, kind: sr}}
   - {{name: zero-shot, kind: zero-shot}}
   - {{name: llara, kind: llara, train: {{schedule: direct}}}}
+  - {{name: sdpo, kind: llara, after: llara, train: {{schedule: direct, objective: sdpo, eval_every: 1}}, eval: {{protocols: [rank]}}}}
+reference: llara
 """
 
 
@@ -171,16 +176,20 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
     quiet = Console(quiet=True)
     run_dir = tmp_path / "run"
     first = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
-    stages = {"data", "sr-sasrec", "eval-sasrec", "eval-zero-shot", "train-llara", "eval-llara"}
+    stages = {"data", "sr-sasrec", "eval-sasrec", "eval-zero-shot", "train-llara", "eval-llara", "train-sdpo", "eval-sdpo"}
     assert {r.name for r in first.stages} == stages and {r.action for r in first.stages} == {"ran"}
     assert [(r.variant, r.protocol) for r in first.rows] == [
         ("sasrec", "rank"), ("zero-shot", "generate"), ("zero-shot", "rank"),
-        ("llara", "generate"), ("llara", "rank")]
+        ("llara", "generate"), ("llara", "rank"), ("sdpo", "rank")]
     test_rows = len(json.loads((run_dir / "stages/eval-llara/metrics.json").read_text())["metrics"]["rank"]["hr@1"])
     assert test_rows and all(r.rows == first.rows[0].rows for r in first.rows)
     report = first.report.read_text()
     assert "| llara | generate |" in report and "![Learning curves](plots/learning_curves.png)" in report
     assert (run_dir / "plots/schedule.png").is_file() and (run_dir / "environment.json").is_file()
+    assert "## Paired comparisons" in report and "ΔHR@1 vs llara (rank)" in report and "| sdpo | " in report
+    assert (run_dir / "plots/validation_hr1.png").is_file()
+    sdpo_config = (run_dir / "stages/train-sdpo/config.yaml").read_text()
+    assert "stages/train-llara/export" in sdpo_config
     mtimes = {p: p.stat().st_mtime_ns for p in (run_dir / "stages").rglob("*") if p.is_file()}
 
     again = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
@@ -190,18 +199,15 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
 
     path.write_text(TINY_RUN.format(llm=tiny_llm).replace("{schedule: direct}", "{schedule: direct, lr: 2.0e-3}"))
     edited = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
-    assert {r.name for r in edited.stages if r.action != "reused"} == {"train-llara", "eval-llara"}
+    redone = {"train-llara", "eval-llara", "train-sdpo", "eval-sdpo"}  # sdpo starts from llara's export
+    assert {r.name for r in edited.stages if r.action != "reused"} == redone
     assert _actions(run_dir)["sr-sasrec"] == "reused"
 
 
 def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys):
-    from llara.cli import main
-
     path = tmp_path / "run.yaml"
     path.write_text("variants: [{name: sasrec, kind: sr}]\n")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["run", str(path), "--out", str(tmp_path / "out"), "--force", "train-*"])
-    assert exit_info.value.code == 1
+    assert run_cli(["run", str(path), "--out", str(tmp_path / "out"), "--force", "train-*"]) == 1
     error = capsys.readouterr().err
     assert "--force train-* matches no stage; this run's stages: data, sr-sasrec, eval-sasrec" in error
     assert not (tmp_path / "out" / "stages").exists()

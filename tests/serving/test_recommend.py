@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli
 
-from llara.cli import main
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.llm.model import LlaraModel
@@ -70,6 +70,28 @@ def test_long_histories_keep_the_most_recent_items(recommender: Recommender) -> 
     assert query.history == list(range(5, 15))
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_drawn_candidates_exclude_the_whole_history(recommender: Recommender, seed: int) -> None:
+    history = list(range(25))  # only the last 10 enter the prompt; none of the 25 may be drawn
+    query = recommender.query(history, seed=seed)
+    assert sorted(query.candidates) == list(range(25, 40))  # the 15 items left, all of them
+
+
+def test_a_negative_seed_is_a_clear_error(recommender: Recommender) -> None:
+    with pytest.raises(LlaraError, match="seed must be a non-negative integer, got -1"):
+        recommender.query([1, 2], seed=-1)
+
+
+def test_an_export_on_other_data_is_refused_unless_allowed(export: Path, tmp_path) -> None:
+    from llara.config import DataConfig
+    from llara.data.prepare import prepare_dataset
+
+    other = prepare_dataset(DataConfig(source="synthetic", seed=1), tmp_path / "seed1")  # the same 40 items
+    with pytest.raises(LlaraError, match="was trained on other prepared data.*--allow-data-mismatch"):
+        Recommender.load(export, other.root)
+    assert Recommender.load(export, other.root, allow_data_mismatch=True).num_items == 40
+
+
 def test_recommendations_are_ranked_by_answer_likelihood(recommender: Recommender) -> None:
     history, candidates = [3, 4, 5], [9, 6, 30, 12]
     ranked = recommender.recommend(history, candidates, k=3)
@@ -86,13 +108,9 @@ def test_recommendations_are_ranked_by_answer_likelihood(recommender: Recommende
 
 def test_recommend_command_prints_a_ranked_table(export: Path, tiny_data, capsys) -> None:
     torch.manual_seed(0)
-    with pytest.raises(SystemExit) as stopped:
-        main(["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Item 3",
-              "--history", "4", "-k", "4"])
-    assert stopped.value.code == 0
+    args = ["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Item 3"]
+    assert run_cli([*args, "--history", "4", "-k", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count("Item ") == 4 and "score" in out
-    with pytest.raises(SystemExit) as stopped:
-        main(["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Itm 3"])
-    assert stopped.value.code == 1
+    assert run_cli(["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Itm 3"]) == 1
     assert "is not a known title" in capsys.readouterr().err

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from llara.config import ModelConfig
-from llara.llm.model import LlaraModel
 from llara.serving.recommend import Recommender
 from llara.serving.service import create_app, running_server
 
 BODY_LIMIT = 4096
-
-
-@pytest.fixture(scope="module")
-def recommender(tiny_data, tiny_llama: Path) -> Recommender:
-    model = LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama), prompt_mode="text"), tiny_data)
-    return Recommender(model, tiny_data)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +107,56 @@ def test_concurrent_requests_are_batched(client: httpx.Client, base_url: str) ->
     assert statuses == [200] * 16
     assert after["requests"] - before["requests"] == 16
     assert after["batches"] - before["batches"] < 16  # some requests shared a ranking batch
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"history": [1], "seed": -1}, "seed: Input should be greater than or equal to 0"),
+        ({"history": [1], "seed": False}, "seed: Input should be a valid integer"),
+        ({"history": [1], "k": True}, "k: Input should be a valid integer"),
+        ({"history": [-1]}, "history.0"),
+        ({"history": [1], "candidates": [2, -3]}, "candidates.1"),
+    ],
+)
+def test_loose_numbers_get_a_422_and_the_connection_stays_open(client: httpx.Client, body: object, fragment: str):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["detail"]
+    assert response.headers.get("connection") != "close"
+    assert client.get("/health").status_code == 200
+
+
+def test_drawn_candidates_with_a_large_seed(client: httpx.Client) -> None:
+    response = client.post("/recommend", json={"history": [1, 2], "seed": 2**80, "k": 3})
+    assert response.status_code == 200 and response.json()["num_candidates"] == 20
+
+
+def test_every_error_status_is_declared_with_its_body(client: httpx.Client) -> None:
+    responses = client.get("/openapi.json").json()["paths"]["/recommend"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "408", "413", "415", "422"}
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for status in ("400", "408", "413", "415", "422"):
+        assert responses[status]["content"]["application/json"]["schema"] == error
+
+
+def test_a_body_that_is_not_json_is_named_and_one_that_is_not_utf8_is_a_400(client: httpx.Client) -> None:
+    text = client.post("/recommend", content=b"history=1", headers={"content-type": "text/plain; charset=utf-8"})
+    assert text.status_code == 415 and "'text/plain; charset=utf-8'" in text.json()["detail"]
+    latin1 = client.post("/recommend", content=b'{"history": ["\xff"]}', headers={"content-type": "application/json"})
+    assert latin1.status_code == 400 and latin1.json() == {"detail": "There was an error parsing the body"}
+
+
+def test_a_body_shorter_than_its_content_length_times_out(recommender: Recommender) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    with running_server(create_app(recommender, body_timeout_s=0.3)) as url:
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+            head = b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(head + b'Content-Length: 100\r\n\r\n{"history": [1')
+            reply = b""
+            while chunk := sock.recv(4096):  # the server answers, then closes the connection
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408") and b"Content-Length" in reply

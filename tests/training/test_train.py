@@ -7,62 +7,41 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import crash_after_checkpoint, run_cli, tiny_train_overrides
 from safetensors.torch import load_file
 
 from llara.training import checkpointing
 from llara.training.batching import accumulation_steps, epoch_micro_batches, prompt_lengths
-from llara.cli import main
 from llara.config import ExperimentConfig, load_config
 from llara.errors import LlaraError
 from llara.llm.model import LlaraModel
 from llara.training.loop import train, warmup_cosine
 
 
-@pytest.fixture(scope="module")
-def sr_checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from llara.sr.checkpoint import save_sr
-    from llara.sr.registry import build_sr
-
-    torch.manual_seed(0)
-    return save_sr(build_sr("sasrec", tiny_data.num_items, 64, 10), tmp_path_factory.mktemp("sr") / "sasrec")
-
-
 def make_config(tiny_data, tiny_llama: Path, sr_checkpoint: Path, out: Path, *extra: str) -> ExperimentConfig:
-    overrides = [
-        f"model.base_model={tiny_llama}",
-        f"train.data_dir={tiny_data.root}",
-        f"train.sr_checkpoint={sr_checkpoint}",
-        f"train.out_dir={out}",
-        "train.max_train_rows=96",
-        "train.batch_size=8",
-        "train.micro_batch_size=4",
-        "train.max_steps=6",
-        "train.save_every=2",
-        "train.lr=2e-3",
-        *extra,
-    ]
-    return load_config(None, overrides)
+    return load_config(None, tiny_train_overrides(tiny_data.root, tiny_llama, sr_checkpoint, out, *extra))
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpointing.list_checkpoints(out / "checkpoints")[-1] / "trainable.safetensors"))
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_data, tiny_llama, sr_checkpoint, tmp_path, monkeypatch) -> None:
-    straight = train(make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "a", "train.eval_every=3"), progress=False)
-    config = make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "b", "train.eval_every=3")
-    original = checkpointing.save_checkpoint
+OBJECTIVE_SETTINGS = {
+    "sft": (),
+    "listwise": ("train.objective=listwise", "train.sft_weight=0.5", "model.answer_token=interaction", "model.user_token=true"),
+    "sdpo": ("train.objective=sdpo", "train.negatives=2", "model.answer_token=item"),
+}
 
-    def save_then_crash(root, step, *args, **kwargs):
-        folder = original(root, step, *args, **kwargs)
-        if step == 4:
-            raise KeyboardInterrupt("simulated crash after step 4")
-        return folder
 
-    monkeypatch.setattr(checkpointing, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+@pytest.mark.parametrize("objective", sorted(OBJECTIVE_SETTINGS))
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    tiny_data, tiny_llama, sr_checkpoint, tmp_path, objective
+) -> None:
+    extra = ("train.eval_every=3", *OBJECTIVE_SETTINGS[objective])
+    straight = train(make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "a", *extra), progress=False)
+    config = make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "b", *extra)
+    with pytest.raises(KeyboardInterrupt), crash_after_checkpoint(4):
         train(config, progress=False)
-    monkeypatch.setattr(checkpointing, "save_checkpoint", original)
     assert not (tmp_path / "b" / "export").exists()
     resumed = train(config, resume=True, progress=False)
 
@@ -124,9 +103,7 @@ def test_sr_item_count_mismatch_is_a_clear_error(tiny_data, tiny_llama, tmp_path
 def test_unknown_base_model_and_config_key_are_clear_errors(tiny_data, sr_checkpoint, tmp_path, capsys) -> None:
     with pytest.raises(LlaraError, match="does not exist"):
         train(make_config(tiny_data, tmp_path / "missing-llm", sr_checkpoint, tmp_path / "out"), progress=False)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "train.learning_rate=1e-4"])
-    assert exit_info.value.code == 1
+    assert run_cli(["train", "train.learning_rate=1e-4"]) == 1
     assert "train.learning_rate: unknown key" in capsys.readouterr().err
 
 

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llara.commands.options import FORCE_OUT
+
 app = typer.Typer(help="Prepare datasets (LLaRA protocol) and inspect prepared folders.", no_args_is_help=True)
 console = Console()
 
@@ -19,8 +21,8 @@ def _split_ratios(text: str) -> list[float]:
 
     try:
         ratios = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise LlaraError(f"--split {text!r} must be three comma-separated ratios, e.g. 0.8,0.1,0.1") from None
+    except ValueError as exc:
+        raise LlaraError(f"--split {text!r} must be three comma-separated ratios, e.g. 0.8,0.1,0.1") from exc
     return ratios
 
 
@@ -50,6 +52,7 @@ def prepare(
     split: str = typer.Option(None, "--split", help="Train,val,test user ratios (default: 0.8,0.1,0.1)."),
     option: list[str] = typer.Option(None, "--option", "-O", help="Reader option key=value (repeatable)."),
     config: Path = typer.Option(None, "--config", help="YAML file whose `data` section gives the defaults."),
+    force: bool = FORCE_OUT,
 ) -> None:
     """Read a source, apply the LLaRA protocol and write frozen train/val/test samples (atomically)."""
     from llara.data.prepare import prepare_dataset
@@ -67,7 +70,7 @@ def prepare(
     data_config = _data_config(config, values, option or [])
     out = out or data_home() / "prepared" / data_config.source
     with console.status(f"Preparing {data_config.source} ..."):
-        data = prepare_dataset(data_config, out)
+        data = prepare_dataset(data_config, out, force=force)
     _print_stats(data)
     console.print(f"Prepared folder: [bold]{escape(str(data.root))}[/]")
 

@@ -1,4 +1,4 @@
-"""`llara evaluate` and `llara recommend` commands."""
+"""`llara evaluate` command."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from llara.commands.options import ALLOW_DATA_MISMATCH
 
 
 class ProtocolChoice(str, Enum):
@@ -21,8 +23,7 @@ class ProtocolChoice(str, Enum):
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    app.command("evaluate")(evaluate)
-    app.command("recommend")(recommend)
+    app.command("evaluate", rich_help_panel="Stages")(evaluate)
 
 
 def evaluate(
@@ -36,6 +37,7 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward pass."),
     max_rows: int | None = typer.Option(None, "--max-rows", min=1, help="Evaluate only the first N rows."),
     out: Path | None = typer.Option(None, "--out", help="Write predictions.parquet and metrics.json here."),
+    allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
 ) -> None:
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
     from accelerate import PartialState
@@ -43,7 +45,9 @@ def evaluate(
     from llara.evaluation.evaluate import PROTOCOLS, evaluate_checkpoint
 
     protocols = list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value]
-    result = evaluate_checkpoint(checkpoint, data, protocols, split, batch_size, max_rows, out, base_model)
+    result = evaluate_checkpoint(
+        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch
+    )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))
         if out is not None:
@@ -61,27 +65,3 @@ def metrics_table(result: dict[str, Any]) -> Table:
             table.add_row(protocol, name, f"{summary['mean']:.4f}", interval, str(summary["n"]))
     return table
 
-
-def recommend(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A LLaRA export folder."),
-    history: list[str] = typer.Option(
-        ..., "--history", help="An item the user had, by title or id (repeat, oldest first)."
-    ),
-    candidates: list[str] | None = typer.Option(
-        None, "--candidates", help="A candidate item by title or id (repeat); default: drawn as the protocol does."
-    ),
-    k: int = typer.Option(10, "-k", "--top", min=1, help="How many recommendations to show."),
-    seed: int = typer.Option(0, "--seed", help="Seed for drawing candidates."),
-    data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
-) -> None:
-    """Rank candidates for a history with a trained LLaRA model and print the top k."""
-    from llara.serving.recommend import Recommender
-
-    recommender = Recommender.load(checkpoint, data)
-    ranked = recommender.recommend(history, candidates or None, k, seed)
-    table = Table(title="Recommendations (score: log-likelihood of the answer)")
-    for header in ("rank", "item", "title", "score"):
-        table.add_column(header, justify="left" if header == "title" else "right")
-    for rec in ranked:
-        table.add_row(str(rec.rank), str(rec.item_id), rec.title, f"{rec.score:.3f}")
-    Console().print(table)

@@ -47,5 +47,5 @@ def report_command(run_dir: Path = typer.Argument(..., help="A run folder writte
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    app.command("run")(run_command)
-    app.command("report")(report_command)
+    app.command("run", rich_help_panel="Pipeline")(run_command)
+    app.command("report", rich_help_panel="Pipeline")(report_command)

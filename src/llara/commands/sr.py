@@ -10,13 +10,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llara.commands.options import ALLOW_DATA_MISMATCH, FORCE_OUT
+
 app = typer.Typer(
     help="Sequential recommenders: train, evaluate, import the authors' checkpoints.", no_args_is_help=True
 )
 console = Console()
-
-#: label shown for each headline metric
-LABELS = {"hr@1": "HR@1", "hr@5": "HR@5", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10", "mrr": "MRR"}
 
 
 def _float_list(text: str, option: str) -> list[float]:
@@ -24,16 +23,16 @@ def _float_list(text: str, option: str) -> list[float]:
 
     try:
         return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise LlaraError(f"{option} {text!r} must be comma-separated numbers, e.g. 1e-3,1e-5,1e-7") from None
+    except ValueError as exc:
+        raise LlaraError(f"{option} {text!r} must be comma-separated numbers, e.g. 1e-3,1e-5,1e-7") from exc
 
 
 def _sr_config(config: Path | None, values: dict[str, Any], overrides: list[str]):
-    """The SRConfig: defaults < the YAML file's ``sr`` section < ``-O key=value`` < explicit options."""
+    """The SRConfig: defaults < the YAML file's ``sr`` section < ``--set key=value`` < explicit options."""
     from llara.config import SRConfig, deep_merge, parse_overrides, read_yaml, validate_config
 
     merged = read_yaml(config).get("sr", {}) if config else {}
-    merged = deep_merge(merged, parse_overrides(overrides))
+    merged = deep_merge(merged, parse_overrides(overrides, SRConfig))
     merged = deep_merge(merged, {k: v for k, v in values.items() if v is not None})
     return validate_config(SRConfig, merged, origin=str(config) if config else "sr options")
 
@@ -58,7 +57,8 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in OUT."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     config: Path = typer.Option(None, "--config", help="YAML file whose `sr` section gives the defaults."),
-    override: list[str] = typer.Option(None, "--set", "-O", help="SRConfig field key=value (repeatable)."),
+    override: list[str] = typer.Option(None, "--set", help="SRConfig field key=value (repeatable)."),
+    force: bool = FORCE_OUT,
 ) -> None:
     """Train an SR model with BCE + one sampled negative, early stopping on validation HR@1."""
     values = {
@@ -71,12 +71,12 @@ def train(
     }
     sr_config = _sr_config(config, values, override or [])
     if seeds > 1:
-        _train_seeds(sr_config, data, out, seeds, resume, progress)
+        _train_seeds(sr_config, data, out, seeds, resume, progress, force)
         return
     from llara.sr.checkpoint import read_sr_config
     from llara.sr.train import train_sr
 
-    checkpoint = train_sr(sr_config, data, out, resume=resume, progress=progress)
+    checkpoint = train_sr(sr_config, data, out, resume=resume, progress=progress, force=force)
     record = read_sr_config(checkpoint)["training"]
     console.print(
         f"{sr_config.model}: best validation HR@1 {record['val_hr@1']:.4f} at epoch {record['best_epoch']}"
@@ -84,16 +84,18 @@ def train(
     )
 
 
-def _train_seeds(sr_config, data: Path, out: Path, seeds: int, resume: bool, progress: bool) -> None:
+def _train_seeds(sr_config, data: Path, out: Path, seeds: int, resume: bool, progress: bool, force: bool) -> None:
+    from llara.metrics import HEADLINE
     from llara.sr.seeds import SEEDS_REPORT, train_seeds
 
-    report = train_seeds(sr_config, data, out, seeds, resume=resume, progress=progress)
-    table = Table("seed", *LABELS.values(), "train s", title=f"{sr_config.model}: test metrics per seed")
+    report = train_seeds(sr_config, data, out, seeds, resume=resume, progress=progress, force=force)
+    labels = [name.upper() for name in HEADLINE]
+    table = Table("seed", *labels, "train s", title=f"{sr_config.model}: test metrics per seed")
     for run in report["runs"]:
-        cells = [f"{run['metrics'][name]['mean']:.4f}" for name in LABELS]
+        cells = [f"{run['metrics'][name]['mean']:.4f}" for name in HEADLINE]
         table.add_row(str(run["seed"]), *cells, f"{run['train_seconds']:.0f}")
     summary = report["summary"]
-    cells = [f"{summary[name]['mean']:.4f} ± {summary[name]['std']:.4f}" for name in LABELS]
+    cells = [f"{summary[name]['mean']:.4f} ± {summary[name]['std']:.4f}" for name in HEADLINE]
     table.add_row("mean ± std", *cells, "", style="bold")
     console.print(table)
     console.print(f"Report: [bold]{escape(str(out / SEEDS_REPORT))}[/]")
@@ -107,17 +109,20 @@ def evaluate(
     out: Path = typer.Option(
         None, "--out", "-o", help="Metrics JSON (default: CHECKPOINT/metrics.json, metrics-SPLIT.json for val)."
     ),
+    allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
 ) -> None:
     """Rank each row's frozen candidates; print HR@1, HR@5, NDCG@5, NDCG@10 and MRR with 95% CIs."""
-    from llara.sr.evaluate import evaluate_sr
+    from llara.evaluation.evaluate import METRICS_FILE, evaluate_sr_checkpoint, write_metrics
+    from llara.metrics import HEADLINE
 
-    out = out or checkpoint / ("metrics.json" if split == "test" else f"metrics-{split}.json")
-    metrics = evaluate_sr(checkpoint, data, split=split, out=out)
-    n = metrics["hr@1"]["n"]
-    table = Table("metric", "mean", "95% CI", title=escape(f"{checkpoint} on {split} ({n} rows)"))
-    for name, label in LABELS.items():
+    out = out or checkpoint / (METRICS_FILE if split == "test" else f"metrics-{split}.json")
+    result = evaluate_sr_checkpoint(checkpoint, data, split=split, allow_data_mismatch=allow_data_mismatch)
+    write_metrics(out, result)
+    metrics = result["metrics"]["rank"]
+    table = Table("metric", "mean", "95% CI", title=escape(f"{checkpoint} on {split} ({result['rows']} rows)"))
+    for name in HEADLINE:
         row = metrics[name]
-        table.add_row(label, f"{row['mean']:.4f}", f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+        table.add_row(name.upper(), f"{row['mean']:.4f}", f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
     console.print(table)
     console.print(f"Metrics: [bold]{escape(str(out))}[/]")
 
@@ -126,12 +131,13 @@ def evaluate(
 def import_(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="The authors' .pt file (SASRec, GRU or Caser)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+    force: bool = FORCE_OUT,
 ) -> None:
     """Convert an authors' SR checkpoint (pickled module) into ours, without executing the pickle."""
     from llara.sr.authors import import_authors_checkpoint
     from llara.sr.checkpoint import read_sr_config
 
-    folder = import_authors_checkpoint(checkpoint, out)
+    folder = import_authors_checkpoint(checkpoint, out, force=force)
     config = read_sr_config(folder)
     console.print(
         f"Imported {config['model_type']} ({config['num_items']} items, dim {config['dim']}, window "

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llara.errors import LlaraError
-from llara.paths import atomic_dir
+from llara.paths import atomic_dir, check_replaceable
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -67,6 +67,21 @@ class PreparedData:
         """The prompt domain: movies, games, music or generic."""
         return str(self.manifest.get("domain", "generic"))
 
+    def check_trained_on(self, recorded: str | None, what: str, allow_mismatch: bool = False) -> None:
+        """Refuse ``what`` (a checkpoint) whose recorded data hash is not this folder's content hash.
+
+        ``recorded`` is None for checkpoints that record none (imported ones): those pass. ``allow_mismatch``
+        is the override for users who know both folders hold the same items with the same ids.
+        """
+        own = self.manifest.get("content_hash")
+        if allow_mismatch or recorded is None or recorded == own:
+            return
+        raise LlaraError(
+            f"{what} was trained on other prepared data (content hash {str(recorded)[:12]}) than {self.root} "
+            f"({str(own)[:12]}); use it with the folder it was trained on, or pass --allow-data-mismatch "
+            "if you know both hold the same items with the same ids"
+        )
+
     def split(self, name: str) -> pd.DataFrame:
         """The samples of one split (train, val or test)."""
         if name not in self.splits:
@@ -75,23 +90,64 @@ class PreparedData:
 
     @classmethod
     def load(cls, root: str | Path) -> PreparedData:
-        """Load a folder written by :func:`write_prepared`; clear errors for anything missing."""
+        """Load a folder written by :func:`write_prepared`; clear errors for anything missing or changed.
+
+        Every file is checked against the sha256 the manifest records for it (each file is read once,
+        then hashed and parsed from memory), so a file swapped in from another folder is refused.
+        """
         root = Path(root)
-        manifest_path = root / "manifest.json"
-        if not manifest_path.is_file():
-            raise LlaraError(
-                f"{root} is not a prepared data folder (no manifest.json); run `llara data prepare` first"
-            )
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        items = _read_table(root / "items.parquet", ITEM_COLUMNS)
-        splits = {name: _read_table(root / f"{name}.parquet", SAMPLE_COLUMNS) for name in SPLITS}
+        manifest = read_manifest(root)
+        items = _read_table(root / "items.parquet", ITEM_COLUMNS, manifest)
+        splits = {name: _read_table(root / f"{name}.parquet", SAMPLE_COLUMNS, manifest) for name in SPLITS}
         return cls(root=root, manifest=manifest, items=items, splits=splits)
 
 
-def _read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest of a prepared folder, checked to record a hash per file that hashes to its content hash."""
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise LlaraError(f"{root} is not a prepared data folder (no manifest.json); run `llara data prepare` first")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LlaraError(f"{path} is damaged ({exc}); prepare the folder again") from exc
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    expected = {"items.parquet", *(f"{name}.parquet" for name in SPLITS)}
+    if not isinstance(files, dict) or set(files) != expected:
+        raise LlaraError(f"{path} does not list the sha256 of {', '.join(sorted(expected))}; prepare the folder again")
+    if manifest.get("content_hash") != content_hash(files):
+        raise LlaraError(f"{path}: its content_hash does not match its file hashes (edited?); prepare the folder again")
+    return manifest
+
+
+def is_prepared_folder(path: Path) -> bool:
+    """Whether ``path`` holds a manifest that a prepared folder writes (its other files may be damaged)."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and "content_hash" in manifest
+
+
+def content_hash(file_hashes: Mapping[str, str]) -> str:
+    """The one hash naming a prepared folder: sha256 of its per-file sha256 map (canonical JSON)."""
+    return hashlib.sha256(json.dumps(dict(file_hashes), sort_keys=True).encode()).hexdigest()
+
+
+def _read_table(path: Path, columns: tuple[str, ...], manifest: Mapping[str, Any]) -> pd.DataFrame:
+    """One Parquet file of the folder, after checking it against the manifest's sha256."""
     if not path.is_file():
         raise LlaraError(f"{path} is missing; the prepared folder is incomplete: prepare it again")
-    frame = pq.read_table(path).to_pandas()
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != manifest["files"][path.name]:
+        raise LlaraError(
+            f"{path} is not the file this folder was prepared with (its sha256 differs from manifest.json): "
+            "it was changed, damaged or copied from another folder; prepare the folder again"
+        )
+    try:
+        frame = pq.read_table(pa.BufferReader(raw)).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        raise LlaraError(f"{path} is not a readable Parquet file ({exc}); prepare the folder again") from exc
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise LlaraError(f"{path} lacks column(s) {', '.join(missing)}")
@@ -107,13 +163,16 @@ def write_prepared(
     items: pd.DataFrame,
     splits: Mapping[str, pd.DataFrame],
     manifest: Mapping[str, Any],
+    force: bool = False,
 ) -> PreparedData:
     """Write a prepared folder atomically (byte-identical for identical inputs) and return it loaded.
 
     ``manifest`` holds source, domain, seed, protocol and counts; file hashes and the content hash
-    are added here.
+    are added here. An existing ``root`` is replaced only when it is empty or a prepared folder
+    (or with ``force``).
     """
     root = Path(root)
+    check_replaceable(root, is_prepared_folder, "prepared data folder", force)
     with atomic_dir(root) as tmp:
         files = {"items.parquet": pa.Table.from_pandas(items[list(ITEM_COLUMNS)], _ITEM_SCHEMA, preserve_index=False)}
         for name in SPLITS:
@@ -123,7 +182,6 @@ def write_prepared(
         for filename, table in files.items():
             pq.write_table(table, tmp / filename, compression="zstd")
             hashes[filename] = _sha256(tmp / filename)
-        content_hash = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
-        full = {"format_version": FORMAT_VERSION, **manifest, "files": hashes, "content_hash": content_hash}
+        full = {"format_version": FORMAT_VERSION, **manifest, "files": hashes, "content_hash": content_hash(hashes)}
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return PreparedData.load(root)

@@ -46,7 +46,7 @@ def fetch_zip(url: str, checksum: str, name: str) -> Path:
         with urllib.request.urlopen(url, timeout=60) as response, atomic_file(archive, "wb") as out:
             shutil.copyfileobj(response, out)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise LlaraError(f"could not download {url}: {exc}; pass --path to a local copy instead") from None
+        raise LlaraError(f"could not download {url}: {exc}; pass --path to a local copy instead") from exc
     actual = file_digest(archive, algorithm)
     if actual != expected:
         archive.unlink()
@@ -56,7 +56,7 @@ def fetch_zip(url: str, checksum: str, name: str) -> Path:
             with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(tmp)
         except zipfile.BadZipFile as exc:
-            raise LlaraError(f"{url}: not a zip archive ({exc})") from None
+            raise LlaraError(f"{url}: not a zip archive ({exc})") from exc
         (tmp / ".complete").write_text(f"{algorithm}:{actual}\n", encoding="utf-8")
     archive.unlink()
     return target

@@ -7,17 +7,17 @@ that name the file, line and field.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 
+from llara.data.domains import check_domain
 from llara.errors import LlaraError
 
-Domain = Literal["movies", "games", "music", "generic"]
-DOMAINS: tuple[str, ...] = ("movies", "games", "music", "generic")
 TABLE_COLUMNS = ("user", "item", "timestamp")
+#: how spreadsheets, pandas and Parquet-to-text conversions spell a missing value (casefolded)
+MISSING_TEXT = ("nan", "none", "null", "<na>", "nat")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,7 @@ class Interactions:
     def validate(self) -> Interactions:
         """Check the contract above; raise a LlaraError naming the first problem. Returns ``self``."""
         where = f"source {self.source!r}"
-        if self.domain not in DOMAINS:
-            raise LlaraError(f"{where}: domain {self.domain!r} is not one of {', '.join(DOMAINS)}")
+        check_domain(self.domain, f"{where}: domain")
         _require_columns(self.table, TABLE_COLUMNS, f"{where} interactions")
         _require_columns(self.catalog, ("item", "title"), f"{where} catalog")
         if self.table.empty:
@@ -92,13 +91,18 @@ def integer_ids(values: pd.Series, path: object, field: str, lines: int | np.nda
     return numbers.astype(np.int64).astype(str)
 
 
-def string_ids(values: pd.Series, path: object, field: str, lines: int | np.ndarray = 1) -> pd.Series:
-    """Raw ids as stripped strings; a missing or blank id is an error naming its line."""
+def string_ids(
+    values: pd.Series, path: object, field: str, lines: int | np.ndarray = 1, missing: Collection[str] = ()
+) -> pd.Series:
+    """Raw ids as stripped strings; a missing or blank id, or one that spells a missing value (``missing``,
+    compared casefolded, e.g. :data:`MISSING_TEXT`), is an error naming its line."""
     text = values.astype("string").str.strip()
-    bad = text.isna() | (text == "")
+    bad = (text.isna() | (text == "") | text.str.casefold().isin(list(missing))).fillna(True)
     if bad.any():
         position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise LlaraError(f"{path}, line {_line(position, lines)}, field {field!r}: the id is empty")
+        value = text.iloc[position]
+        problem = "the id is empty" if pd.isna(value) or not value else f"the id {value!r} marks a missing value"
+        raise LlaraError(f"{path}, line {_line(position, lines)}, field {field!r}: {problem}")
     return text.astype(object).astype(str)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llara.data.dataset import SAMPLE_COLUMNS
-from llara.data.interactions import DOMAINS
+from llara.data.domains import check_domain
 from llara.data.movielens import clean_title
 from llara.data.protocol import ProtocolParams, RowBatch, Samples, check_enough_items, rng_for, sample_frame
 from llara.errors import LlaraError
@@ -90,9 +90,9 @@ def load_pickled_frame(path: Path) -> pd.DataFrame:
         raise LlaraError(
             f"{path}: refused to unpickle {refused}: only pandas DataFrames of plain values are loaded "
             "(the file may be malicious or not one of the LLaRA authors' files)"
-        ) from None
+        ) from refused
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError) as exc:
-        raise LlaraError(f"{path}: not a readable pickled DataFrame ({type(exc).__name__}: {exc})") from None
+        raise LlaraError(f"{path}: not a readable pickled DataFrame ({type(exc).__name__}: {exc})") from exc
     if not isinstance(frame, pd.DataFrame):
         raise LlaraError(f"{path}: holds a {type(frame).__name__}, expected a pandas DataFrame")
     missing = [c for c in ("seq", "len_seq", "next") if c not in frame.columns]
@@ -149,7 +149,7 @@ def _parse_rows(
             items = [_item(v) for v in list(seq)[: int(length)]]
             target = _item(nxt)
         except (TypeError, ValueError, IndexError) as exc:
-            raise LlaraError(f"{path}, row {position}: malformed seq/next ({exc})") from None
+            raise LlaraError(f"{path}, row {position}: malformed seq/next ({exc})") from exc
         bad = [i for i in [*items, target] if not 0 <= i < num_items]
         if bad:
             raise LlaraError(f"{path}, row {position}: item id {bad[0]} outside 0..{num_items - 1} (the titles file)")
@@ -198,8 +198,8 @@ def convert_authors_files(
     folder = Path(path).expanduser()
     if not (folder / SPLIT_FILES["test"]).is_file():
         raise LlaraError(f"{folder / SPLIT_FILES['test']} does not exist; --path must be an authors' data folder")
-    if domain is not None and domain not in DOMAINS:
-        raise LlaraError(f"option domain={domain!r} is not one of {', '.join(DOMAINS)}")
+    if domain is not None:
+        check_domain(domain, "option domain")
     items, titles_file = read_titles(folder)
     splits: dict[str, pd.DataFrame] = {}
     counts: dict[str, int] = {"items": len(items)}

@@ -1,6 +1,6 @@
 """ML-100K from the recbole package (offline default), a raw GroupLens folder, or a verified download.
 
-Titles follow SPEC.md: the trailing " (YYYY)" goes, a trailing ", The" / ", A" / ", An" moves to the front.
+Titles follow docs/method.md: the trailing " (YYYY)" goes, a trailing ", The" / ", A" / ", An" moves to the front.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from llara.config import DataConfig
-from llara.data.dataset import PreparedData, write_prepared
+from llara.data.dataset import PreparedData, is_prepared_folder, write_prepared
 from llara.data.protocol import ProtocolParams, build_samples
 from llara.data.readers import read_source
+from llara.paths import check_replaceable
 
 #: the source name of the LLaRA authors' processed pickles (converted, not re-split)
 AUTHORS_SOURCE = "llara"
@@ -25,13 +26,15 @@ def protocol_params(config: DataConfig) -> ProtocolParams:
     )
 
 
-def prepare_dataset(config: DataConfig, out: str | Path) -> PreparedData:
+def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) -> PreparedData:
     """Read ``config.source``, apply the protocol and write the frozen samples to ``out`` (atomically).
 
-    The same config gives byte-identical Parquet files.
+    The same config gives byte-identical Parquet files. An existing ``out`` that is not a prepared
+    folder is refused unless ``force``.
     """
     params = protocol_params(config)
     params.check()
+    check_replaceable(out, is_prepared_folder, "prepared data folder", force)  # before the (slow) reading
     if config.source == AUTHORS_SOURCE:
         from llara.data.llara_files import convert_authors_files
 
@@ -53,4 +56,4 @@ def prepare_dataset(config: DataConfig, out: str | Path) -> PreparedData:
         },
         "counts": samples.counts,
     }
-    return write_prepared(out, samples.items, samples.splits, manifest)
+    return write_prepared(out, samples.items, samples.splits, manifest, force=force)

@@ -1,4 +1,4 @@
-"""The LLaRA protocol: interactions -> frozen next-item samples (SPEC.md, "Data and protocol").
+"""The LLaRA protocol: interactions -> frozen next-item samples (docs/method.md, "Data protocol").
 
 * Item ids become dense 0..N-1 (raw ids sorted numerically when all are integers, else as text), so
   ML-100K raw id k becomes k-1 as in the authors' files. Only items that occur in the interactions count.

@@ -25,7 +25,7 @@ READERS: dict[str, tuple[str, str, str]] = {
     "steam": ("steam", "read_steam", "Steam reviews + games (steam_reviews.json.gz, steam_games.json.gz)"),
     "lastfm": ("lastfm", "read_lastfm", "LastFM HetRec 2011 (user_taggedartists-timestamps.dat, artists.dat)"),
     "tabular": ("tabular", "read_tabular", "your CSV/Parquet interactions + CSV titles (--path to the interactions)"),
-    "synthetic": ("synthetic", "read_synthetic", "planted-pattern data for tests and smoke runs"),
+    "synthetic": ("synthetic", "synthetic_interactions", "planted-pattern data for tests and smoke runs"),
 }
 
 
@@ -39,15 +39,20 @@ def _resolve(source: str) -> Callable[..., Interactions]:
 def read_source(source: str, path: str | Path | None = None, options: Mapping[str, Any] | None = None) -> Interactions:
     """Read ``source`` (a name from :data:`READERS`) from ``path`` with reader ``options``; validated.
 
-    Unknown option names are an error listing the ones the reader accepts.
+    Unknown option names are an error listing the ones the reader accepts; a ``path`` is an error for a
+    reader that takes none (it reads no files).
     """
     reader = _resolve(source)
     options = dict(options or {})
-    accepted = [name for name in inspect.signature(reader).parameters if name != "path"]
+    parameters = inspect.signature(reader).parameters
+    accepted = [name for name in parameters if name != "path"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise LlaraError(
             f"source {source!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}"
         )
-    data = reader(path=Path(path).expanduser() if path is not None else None, **options)
-    return data.validate()
+    if "path" in parameters:
+        options["path"] = Path(path).expanduser() if path is not None else None
+    elif path is not None:
+        raise LlaraError(f"source {source!r} reads no files; drop --path and set it up with options")
+    return reader(**options).validate()

@@ -41,8 +41,8 @@ def iter_records(path: Path, keys: tuple[str, ...], required: tuple[str, ...]) -
                 continue
             try:
                 record = ast.literal_eval(line)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise LlaraError(f"{path}, line {line_no}: not a Python dict literal") from None
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+                raise LlaraError(f"{path}, line {line_no}: not a Python dict literal") from exc
             if not isinstance(record, dict):
                 raise LlaraError(f"{path}, line {line_no}: expected a dict, got {type(record).__name__}")
             missing = [k for k in required if record.get(k) is None]

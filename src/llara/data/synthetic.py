@@ -24,7 +24,8 @@ def synthetic_interactions(
 
     ``successor``: a user starts at a random item i and continues i+1, i+2, ... (mod ``num_items``), so
     the next item is always the last one plus one. ``random``: items drawn uniformly without repeats.
-    Raw ids are the integers themselves, so dense ids equal raw ids after preparation.
+    Raw ids are the integers themselves, so dense ids equal raw ids after preparation. As the reader of
+    ``source: synthetic`` it reads no files: the options are these arguments.
     """
     if min(num_users, num_items, seq_len) < 1 or seq_len > num_items:
         raise LlaraError(
@@ -49,17 +50,3 @@ def synthetic_interactions(
     ids = np.arange(num_items)
     catalog = pd.DataFrame({"item": ids.astype(str), "title": [f"Item {i}" for i in ids]})
     return Interactions(table=table, catalog=catalog, source="synthetic", domain="generic")
-
-
-def read_synthetic(
-    path: object = None,
-    num_users: int = 60,
-    num_items: int = 40,
-    seq_len: int = 15,
-    pattern: Pattern = "successor",
-    seed: int = 0,
-) -> Interactions:
-    """Reader-registry entry (``source: synthetic``): the options are the arguments above; no path."""
-    if path is not None:
-        raise LlaraError("source 'synthetic' reads no files; drop --path and set sizes with options")
-    return synthetic_interactions(num_users, num_items, seq_len, pattern, seed)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from llara.data.interactions import DOMAINS, Interactions, build_catalog, parse_timestamps, require_columns, string_ids
+from llara.data.domains import check_domain
+from llara.data.interactions import (
+    MISSING_TEXT,
+    Interactions,
+    build_catalog,
+    parse_timestamps,
+    require_columns,
+    string_ids,
+)
 from llara.errors import LlaraError
 
 
@@ -28,7 +36,7 @@ def read_table_file(path: Path, sep: str = ",") -> pd.DataFrame:
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise LlaraError(
             f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'} ({exc})"
-        ) from None
+        ) from exc
 
 
 def read_tabular(
@@ -46,8 +54,7 @@ def read_tabular(
     """Interactions from ``path`` and titles from ``titles`` (CSV), columns named by the options."""
     if path is None or titles is None:
         raise LlaraError("source 'tabular' needs --path to the interactions and option titles=<CSV of item titles>")
-    if domain not in DOMAINS:
-        raise LlaraError(f"option domain={domain!r} is not one of {', '.join(DOMAINS)}")
+    check_domain(domain, "option domain")
     frame = read_table_file(path, sep)
     columns = [user_col, item_col, time_col] + ([rating_col] if rating_col else [])
     require_columns(frame, columns, f"{path} (set options user_col/item_col/time_col to your column names)")
@@ -56,14 +63,13 @@ def read_tabular(
     require_columns(names, [title_item_col, title_col], f"{titles_path} (set options title_item_col/title_col)")
     table = pd.DataFrame(
         {
-            "user": string_ids(frame[user_col], path, user_col, 2),
-            "item": string_ids(frame[item_col], path, item_col, 2),
+            "user": string_ids(frame[user_col], path, user_col, 2, MISSING_TEXT),
+            "item": string_ids(frame[item_col], path, item_col, 2, MISSING_TEXT),
             "timestamp": parse_timestamps(frame[time_col], path, time_col, 2),
         }
     )
     if rating_col:
         table["rating"] = pd.to_numeric(frame[rating_col], errors="coerce").astype(float)
-    catalog = build_catalog(
-        string_ids(names[title_item_col], titles_path, title_item_col, 2), names[title_col], titles_path, 2
-    )
+    item_ids = string_ids(names[title_item_col], titles_path, title_item_col, 2, MISSING_TEXT)
+    catalog = build_catalog(item_ids, names[title_col], titles_path, 2)
     return Interactions(table=table, catalog=catalog, source="tabular", domain=domain)

@@ -1,14 +1,16 @@
 """Evaluating a model on a split's frozen candidates: per-row predictions and metrics with 95% CIs.
 
-Protocols (SPEC.md, "Metrics"):
+Protocols (docs/method.md, "Metrics"):
 
 * ``generate`` (as published): greedy answer, matched to one candidate. Metrics: ``valid_ratio``,
   ``hr@1`` (correct / all rows: the published HitRatio@1), ``hr@1_valid`` (correct / valid rows: what
   the authors' code logs as ``hr``), each for the authors' substring rule and, prefixed ``strict_``, for
   the strict rule (``llara.evaluation.matching``).
 * ``rank``: every candidate scored by the log-likelihood of its answer (``llara.evaluation.ranking``). Metrics:
-  ``valid_ratio`` (1), ``hr@1/3/5``, ``ndcg@3/5/10``, ``mrr`` from the summed log-likelihood, and the
-  same prefixed ``len_norm_`` from the per-token mean. SR checkpoints have this protocol only.
+  ``valid_ratio`` (1), ``hr@1/3/5``, ``ndcg@3/5/10``, ``mrr`` from the score the model ranks by
+  (``LlaraModel.rank_score``: the summed log-likelihood, or the per-token mean for models trained with
+  the length-normalised listwise objective), and the same for the other score, prefixed ``len_norm_``
+  (per-token mean) or ``sum_`` (summed). SR checkpoints have this protocol only.
 
 Under ``accelerate launch`` with several processes every process scores its share of the rows (row i
 goes to process i mod n) and the per-row predictions are gathered, so each row is counted once.
@@ -17,23 +19,27 @@ goes to process i mod n) and the per-row predictions are gathered, so each row i
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
+from llara.config import Protocol
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
 from llara.metrics import ranking_metrics, summarize, target_ranks
 from llara.paths import atomic_file
 
-PROTOCOLS = ("generate", "rank")
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.json"
 RANK_METRICS = ("hr@1", "hr@3", "hr@5", "ndcg@3", "ndcg@5", "ndcg@10", "mrr")
 Record = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(
@@ -45,10 +51,12 @@ def evaluate_checkpoint(
     max_rows: int | None = None,
     out_dir: str | Path | None = None,
     base_model: str | None = None,
+    allow_data_mismatch: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
 
     ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
+    A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``.
     Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given).
     """
     from llara.evaluation.inference import load_export, load_zero_shot
@@ -61,9 +69,9 @@ def evaluate_checkpoint(
                 f"{checkpoint} is neither a LLaRA export (no llara.json) nor an SR checkpoint (no config.json)"
             )
         sr_data = _need_data(data_dir, "an SR checkpoint")
-        return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir)
+        return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir, allow_data_mismatch)
     if checkpoint is not None:
-        model, data = load_export(checkpoint, data_dir)
+        model, data = load_export(checkpoint, data_dir, allow_data_mismatch)
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
         model = load_zero_shot(str(base_model), data)
@@ -112,18 +120,21 @@ def evaluate_sr_checkpoint(
     split: str = "test",
     max_rows: int | None = None,
     out_dir: str | Path | None = None,
+    allow_data_mismatch: bool = False,
 ) -> dict[str, Any]:
-    """The ranking protocol for an SR checkpoint (it scores candidates; it cannot generate)."""
-    from llara.sr.checkpoint import load_sr
-    from llara.sr.evaluate import predict_ranks
-    from llara.sr.samples import split_tensors
+    """The ranking protocol for an SR checkpoint (it scores candidates; it cannot generate: a requested
+    generation protocol is left out with a warning)."""
+    from llara.sr.evaluate import rank_split
 
-    if "rank" not in check_protocols(protocols):
+    protocols = check_protocols(protocols)
+    if "rank" not in protocols:
         raise LlaraError(f"{checkpoint} is an SR checkpoint: it has no generation protocol; use --protocol rank")
+    if "generate" in protocols:
+        logger.warning("%s is an SR checkpoint: it cannot generate; evaluating the rank protocol only", checkpoint)
     data = PreparedData.load(data_dir)
-    model = load_sr(checkpoint, num_items=data.num_items)
     rows = split_rows(data, split, max_rows)
-    ranks = predict_ranks(model, split_tensors(data, split, model.max_len))[: len(rows)]
+    model, ranks = rank_split(checkpoint, data, split, allow_data_mismatch)
+    ranks = ranks[: len(rows)]
     frame = merge_records([{**_base_record(row), "rank": int(rank)} for row, rank in zip(rows, ranks, strict=True)])
     metrics = {"rank": summarize(rank_metrics(frame["rank"].to_numpy()))}
     result = _result({"sr_checkpoint": str(checkpoint), "model_type": model.model_type}, data, split, frame, metrics)
@@ -195,7 +206,9 @@ def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], b
             record.update(match_answer(model, record["candidates"], answer))
     if "rank" in protocols:
         scores = score_candidates(model, rows, batch_size)
-        for name, per_row in (("", scores.total), ("len_norm_", scores.mean)):
+        own = getattr(model, "rank_score", "total")
+        other = ("sum_", scores.total) if own == "mean" else ("len_norm_", scores.mean)
+        for name, per_row in (("", scores.ranking(own)), other):
             ranks = _ranks(per_row, records)
             for record, values, rank in zip(records, per_row, ranks, strict=True):
                 record[f"{name}scores"] = values.tolist()
@@ -249,7 +262,12 @@ def write_outputs(out_dir: str | Path, frame: pd.DataFrame, result: Mapping[str,
     out_dir = Path(out_dir)
     with atomic_file(out_dir / PREDICTIONS_FILE, "wb") as handle:
         frame.to_parquet(handle, index=False)
-    with atomic_file(out_dir / METRICS_FILE) as handle:
+    write_metrics(out_dir / METRICS_FILE, result)
+
+
+def write_metrics(path: str | Path, result: Mapping[str, Any]) -> None:
+    """An evaluation result (what :func:`evaluate_model` returns) as indented JSON, written atomically."""
+    with atomic_file(path) as handle:
         json.dump(result, handle, indent=2)
         handle.write("\n")
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from llara.evaluation.inference import Row, answer_token_ids, prefill, run_llm
+from llara.evaluation.inference import Row, prefill, run_llm
+from llara.llm.packing import answer_ids
 
 
 def generate_answers(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[str]:
@@ -31,7 +32,7 @@ def generate_token_ids(model: Any, rows: Sequence[Row], batch_size: int = 8) -> 
 
 def token_budgets(model: Any, rows: Sequence[Row]) -> torch.Tensor:
     """max_new_tokens per row: the token count of its longest candidate answer."""
-    return torch.tensor([max(map(len, answer_token_ids(model, row["candidates"]))) for row in rows])
+    return torch.tensor([max(map(len, answer_ids(model, row["candidates"]))) for row in rows])
 
 
 @torch.inference_mode()

@@ -66,7 +66,8 @@ def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
     batch = model.encode_prompts(list(rows), padding_side="left")
     input_ids = batch["input_ids"].to(device)
     attention_mask = batch["attention_mask"].to(device)
-    embeds = model.input_embeddings(input_ids, batch["behavior_ids"].to(device))
+    history = batch.get("history")
+    embeds = model.input_embeddings(input_ids, batch["behavior_ids"].to(device), history)
     logits, cache = run_llm(
         model,
         inputs_embeds=embeds,
@@ -82,14 +83,13 @@ def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
     )
 
 
-def answer_token_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
-    """The token ids of each item's answer string, as the model is trained to produce it."""
-    texts = [model.answer_text(int(item)) for item in items]
-    return model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+def load_export(
+    checkpoint: str | Path, data_dir: str | Path | None = None, allow_data_mismatch: bool = False
+) -> tuple[Any, PreparedData]:
+    """A trained LLaRA export in eval mode and its prepared data (``data_dir``, else the one it was trained on).
 
-
-def load_export(checkpoint: str | Path, data_dir: str | Path | None = None) -> tuple[Any, PreparedData]:
-    """A trained LLaRA export in eval mode and its prepared data (``data_dir``, else the one it was trained on)."""
+    ``data_dir`` must be the folder the export was trained on (same content hash) unless ``allow_data_mismatch``.
+    """
     from llara.llm.model import LlaraModel
 
     model = LlaraModel.load(checkpoint)
@@ -104,6 +104,7 @@ def load_export(checkpoint: str | Path, data_dir: str | Path | None = None) -> t
             f"{checkpoint} was trained on {len(model.titles)} items but {data.root} has {data.num_items}; "
             "pass the --data folder the model was trained on"
         )
+    data.check_trained_on(model.info.get("data_hash"), str(checkpoint), allow_data_mismatch)
     return model, data
 
 

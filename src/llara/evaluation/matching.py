@@ -10,13 +10,16 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from llara.llm.prompts import ANSWER_TERMINATOR
+
 _SPACES = re.compile(r"\s+")
 _WRAPPING = "\"'`“”‘’«» \t.,;:!"
 
 
 def first_line(text: str) -> str:
-    """The generated text up to its first newline, without surrounding whitespace."""
-    return text.split("\n", 1)[0].strip()
+    """The generated text up to its first answer terminator (a newline), without surrounding whitespace:
+    the item name of an answer written by ``llara.llm.prompts.answer_text``."""
+    return text.split(ANSWER_TERMINATOR, 1)[0].strip()
 
 
 def normalize_title(text: str) -> str:
@@ -28,7 +31,7 @@ def normalize_title(text: str) -> str:
 
 def match_substring(answer: str, titles: Sequence[str]) -> int | None:
     """The authors' rule: lower-case both; valid when exactly one candidate title is a substring of the
-    answer's first line. Known flaw kept on purpose (SPEC.md): an exact answer is invalid when another
+    answer's first line. Known flaw kept on purpose (docs/method.md, "Metrics"): an exact answer is invalid when another
     candidate's title is contained in it."""
     line = first_line(answer).lower()
     hits = [i for i, title in enumerate(titles) if title.lower() in line]

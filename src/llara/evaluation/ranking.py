@@ -1,9 +1,10 @@
 """Likelihood ranking: score every candidate's answer string given the prompt, then rank them all.
 
-The prompt of each row runs once (:func:`llara.evaluation.inference.prefill`) and its KV cache is reused for all
-candidates' answers in one more forward pass: either packed into one sequence per row behind the cache,
-with a block attention mask so each answer sees only the prompt and itself (default), or with the cache
-expanded along the batch dimension, one copy per candidate (for attention kernels without custom masks).
+Each row's prompt runs once for all its candidates: either packed with all of its answers into one
+sequence (``llara.llm.packing``: a block attention mask lets each answer see only the prompt and itself;
+the default, and the only method that supports answer tokens), or as a prompt pass
+(:func:`llara.evaluation.inference.prefill`) whose KV cache is expanded along the batch dimension, one copy
+per candidate (for attention kernels without custom masks).
 A candidate's score is the log-likelihood of its answer tokens: the sum (the probability of producing
 exactly this answer) and the per-token mean (length-normalised). Every candidate gets a score, so the
 ranking is complete and ValidRatio is 1 by construction.
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 
 from llara.errors import LlaraError
-from llara.evaluation.inference import Prefix, Row, answer_token_ids, device_of, prefill, run_llm
+from llara.evaluation.inference import Row, device_of, prefill, run_llm
+from llara.llm.packing import answer_ids, pack_candidates
+from llara.llm.prompts import ANSWER_TOKEN
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,12 @@ class CandidateScores:
 
     total: list[np.ndarray]
     mean: list[np.ndarray]
+
+    def ranking(self, score: str) -> list[np.ndarray]:
+        """The scores a model ranks by: ``total`` (summed log-likelihood) or ``mean`` (per token)."""
+        if score not in ("total", "mean"):
+            raise LlaraError(f"ranking score {score!r} is not one of total, mean")
+        return self.total if score == "total" else self.mean
 
 
 def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, method: str = "auto") -> CandidateScores:
@@ -58,63 +67,23 @@ def _resolve_method(model: Any, method: str) -> str:
 
 @torch.inference_mode()
 def _score_packed(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """One sequence per row: all its answers back to back, each seeing the prompt and its own tokens only.
-
-    No cache copies and no padding between answers. An answer's first token is scored from the prompt's
-    last logits, so each answer enters the model without its last token (whose output predicts nothing).
-    """
+    """One sequence per row: its prompt, then all its answers back to back (``llara.llm.packing``)."""
     device = device_of(model)
-    prefix = prefill(model, rows)
-    answers = [_answer_ids(model, row["candidates"]) for row in rows]
-    counts = [len(a) for a in answers]
-    firsts = torch.zeros(len(rows), max(counts), dtype=torch.long, device=device)
-    for b, row in enumerate(answers):
-        firsts[b, : len(row)] = torch.tensor([a[0] for a in row], device=device)
-    total = torch.log_softmax(prefix.last_logits, dim=-1).gather(1, firsts)
-    lengths = torch.ones_like(total)
-    pad_id = model.tokenizer.pad_token_id or 0
-    inputs, segment, offset = _pack([[a[:-1] for a in row] for row in answers], pad_id, device)
-    if inputs.shape[1]:
-        targets, _, _ = _pack([[a[1:] for a in row] for row in answers], pad_id, device)
-        logits = _run_packed(model, prefix, inputs, segment, offset)
-        token_logp = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        real = segment >= 0
-        total.scatter_add_(1, segment.clamp(min=0), torch.where(real, token_logp, 0.0))
-        lengths.scatter_add_(1, segment.clamp(min=0), real.float())
-    return _unpad(total, counts), _unpad(total / lengths, counts)
-
-
-def _run_packed(
-    model: Any, prefix: Prefix, inputs: torch.Tensor, segment: torch.Tensor, offset: torch.Tensor
-) -> torch.Tensor:
-    """Logits of packed answers behind the prompt cache; a token sees the prompt and its own answer so far."""
-    same_answer = (segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
-    visible = torch.cat(
-        [
-            prefix.attention_mask.bool()[:, None, :].expand(-1, inputs.shape[1], -1),
-            same_answer & (offset[:, None, :] <= offset[:, :, None]),
-        ],
-        dim=2,
-    )
-    dtype = model.llm.get_input_embeddings().weight.dtype
-    mask = torch.zeros(visible.shape, dtype=dtype, device=inputs.device).masked_fill_(~visible, torch.finfo(dtype).min)
-    logits, _ = run_llm(
-        model,
-        prefix.cache,
-        input_ids=inputs,
-        attention_mask=mask[:, None],
-        position_ids=prefix.next_position[:, None] + offset,
-    )
-    return logits.float()
+    packed = pack_candidates(model, rows, [row["candidates"] for row in rows])
+    scores = model(**{k: v.to(device) for k, v in packed.items()})
+    counts = [len(row["candidates"]) for row in rows]
+    return _unpad(scores.total, counts), _unpad(scores.mean, counts)
 
 
 @torch.inference_mode()
 def _score_expanded(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The prompt cache copied along the batch dimension, one copy per candidate; answers right-padded."""
+    if model.answer_token != "none":
+        raise LlaraError("answer tokens need the packed ranking method (an attention kernel with custom masks)")
     device = device_of(model)
     prefix = prefill(model, rows)
     counts = [len(row["candidates"]) for row in rows]
-    answers = [ids for row in rows for ids in _answer_ids(model, row["candidates"])]
+    answers = [ids for row in rows for ids in answer_ids(model, row["candidates"])]
     owner = torch.repeat_interleave(torch.arange(len(rows), device=device), torch.tensor(counts, device=device))
     prefix.cache.batch_select_indices(owner)  # one copy of each prompt's cache per candidate
     ids, answer_mask = _pad_right(answers, model.tokenizer.pad_token_id or 0, device)
@@ -141,36 +110,29 @@ _SCORERS = {"packed": _score_packed, "expanded": _score_expanded}
 def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """Reference scorer: prompt + answer run as one unpadded sequence per candidate (no cache, no batch).
 
-    C forward passes over the whole prompt per row: the baseline the cached scorer is checked and timed
-    against.
+    C forward passes over the whole prompt per row: the baseline the packed scorer is checked and timed
+    against. With answer tokens, each answer is preceded by its own answer placeholder.
     """
     device = device_of(model)
-    embed = model.llm.get_input_embeddings()
     total: list[np.ndarray] = []
     mean: list[np.ndarray] = []
     for row in rows:
         batch = model.encode_prompts([row], padding_side="left")
-        prompt = model.input_embeddings(batch["input_ids"].to(device), batch["behavior_ids"].to(device))
+        history = batch.get("history")
         sums, means = [], []
-        for answer in _answer_ids(model, row["candidates"]):
-            ids = torch.tensor([answer], device=device)
-            sequence = torch.cat([prompt, embed(ids)], dim=1)
-            logits = model.llm(inputs_embeds=sequence, use_cache=False).logits[0].float()
-            predicted = logits[prompt.shape[1] - 1 : -1]
-            logp = torch.log_softmax(predicted, dim=-1).gather(-1, ids[0, :, None]).sum()
+        for item, answer in zip(row["candidates"], answer_ids(model, row["candidates"]), strict=True):
+            lead = [model.token_ids[ANSWER_TOKEN]] if model.answer_token != "none" else []
+            ids = torch.cat([batch["input_ids"], torch.tensor([lead + answer])], dim=1)
+            behavior = torch.cat([batch["behavior_ids"], torch.tensor([[int(item)] * len(lead) + [-1] * len(answer)])], 1)
+            embeds = model.input_embeddings(ids.to(device), behavior.to(device), history)
+            logits = model.llm(inputs_embeds=embeds, use_cache=False).logits[0].float()
+            predicted = logits[ids.shape[1] - len(answer) - 1 : -1]
+            logp = torch.log_softmax(predicted, dim=-1).gather(-1, torch.tensor(answer, device=device)[:, None]).sum()
             sums.append(float(logp))
             means.append(float(logp) / len(answer))
         total.append(np.array(sums))
         mean.append(np.array(means))
     return CandidateScores(total=total, mean=mean)
-
-
-def _answer_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
-    answers = answer_token_ids(model, items)
-    for item, ids in zip(items, answers, strict=True):
-        if not ids:
-            raise LlaraError(f"item {item} has an empty answer string; give it a title in items.parquet")
-    return answers
 
 
 def _pad_right(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,22 +143,6 @@ def _pad_right(sequences: list[list[int]], pad_id: int, device: torch.device) ->
         ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
         mask[i, : len(seq)] = 1
     return ids, mask
-
-
-def _pack(
-    answers: Sequence[Sequence[list[int]]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row, its answers back to back: token ids, answer index (-1 on padding), offset inside the answer."""
-    width = max(sum(map(len, row)) for row in answers)
-    ids = torch.full((len(answers), width), pad_id, dtype=torch.long)
-    segment = torch.full((len(answers), width), -1, dtype=torch.long)
-    offset = torch.zeros((len(answers), width), dtype=torch.long)
-    for b, row in enumerate(answers):
-        flat = [token for answer in row for token in answer]
-        ids[b, : len(flat)] = torch.tensor(flat, dtype=torch.long)
-        segment[b, : len(flat)] = torch.repeat_interleave(torch.arange(len(row)), torch.tensor([len(a) for a in row]))
-        offset[b, : len(flat)] = torch.tensor([i for answer in row for i in range(len(answer))], dtype=torch.long)
-    return ids.to(device), segment.to(device), offset.to(device)
 
 
 def _unpad(values: torch.Tensor, counts: list[int]) -> list[np.ndarray]:

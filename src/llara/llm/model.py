@@ -1,13 +1,18 @@
 """``LlaraModel``: a causal LM with a LoRA adapter, a projector and the frozen SR item embeddings.
 
 Prompts hold placeholder tokens (``llara.llm.prompts``); before the LLM's first layer their input
-embeddings are replaced, in one vectorised step, by the projected SR embeddings of their items.
+embeddings are replaced, in one vectorised step, by projected SR vectors: item embeddings for history and
+candidate placeholders, the SR backbone's history state for the user token, and a candidate's item or
+interaction vector for answer tokens (each kind through its own projector).
 
 An export folder (``save`` / ``load``) holds::
 
     llara.json                  base model, SR checkpoint, prompt mode, domain, data manifest hash, sizes
     adapter/                    the peft LoRA adapter (absent for a zero-shot model)
-    projector.safetensors       the projector (present whenever the model has one)
+    projector.safetensors       the item projector (present whenever the model has one)
+    user_projector.safetensors  the user-token projector (``user_token`` models)
+    answer_projector.safetensors the answer-token projector (``answer_token`` models)
+    sr/                         the frozen SR backbone (models whose tokens need its history state)
     item_embeddings.safetensors the frozen SR item embeddings the projector reads
     titles.json                 item titles by dense item id
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,32 @@ EXPORT_FORMAT = "llara-export-1"
 CONFIG_FILE = "llara.json"
 ADAPTER_DIR = "adapter"
 PROJECTOR_FILE = "projector.safetensors"
+#: projector attribute -> export file
+PROJECTOR_FILES = {
+    "projector": PROJECTOR_FILE,
+    "user_projector": "user_projector.safetensors",
+    "answer_projector": "answer_projector.safetensors",
+}
+SR_DIR = "sr"
+#: interaction vectors (SR history state x candidate output row, elementwise) are scaled by this before
+#: their projector: the terms are small (they sum to the SR score), and a unit-scale input trains faster
+INTERACTION_SCALE = 8.0
 EMBEDDINGS_FILE = "item_embeddings.safetensors"
 TITLES_FILE = "titles.json"
 IGNORE_INDEX = -100
+
+
+@dataclass
+class AnswerScores:
+    """Per packed answer: ``total`` summed token log-probabilities and ``count`` tokens, both ``[B, C]``."""
+
+    total: torch.Tensor
+    count: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Length-normalised log-likelihood (per-token mean); 0 where a row has fewer answers."""
+        return self.total / self.count.clamp(min=1)
 
 
 class Projector(nn.Sequential):
@@ -48,7 +77,9 @@ class LlaraModel(nn.Module):
 
     Attributes: ``llm`` (peft model or plain causal LM), ``tokenizer``, ``projector`` (``None`` when the
     model never sees behavioral tokens), ``prompt_mode``, ``domain``, ``titles``, ``item_embeddings``
-    (frozen buffer ``[num_items, sr_dim]``), ``info`` (what ``llara.json`` records).
+    (frozen buffer ``[num_items, sr_dim]``), ``info`` (what ``llara.json`` records); with the
+    recommender's evidence (``user_token``, ``answer_token``): ``sr`` (the frozen SR backbone),
+    ``user_projector`` and ``answer_projector``.
     """
 
     def __init__(
@@ -61,6 +92,9 @@ class LlaraModel(nn.Module):
         domain: str,
         info: Mapping[str, Any],
         projector: Projector | None = None,
+        sr: nn.Module | None = None,
+        user_projector: Projector | None = None,
+        answer_projector: Projector | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
@@ -71,9 +105,16 @@ class LlaraModel(nn.Module):
         self.domain = domain
         self.info = dict(info)
         self.projector = projector
+        self.user_token = bool(self.info.get("user_token", False))
+        self.answer_token = str(self.info.get("answer_token", "none"))
+        _check_evidence(self.user_token, self.answer_token, sr)
+        self.sr = sr.requires_grad_(False).eval() if sr is not None else None
+        self.user_projector = user_projector
+        self.answer_projector = answer_projector
         embeddings = torch.empty(0, 0) if item_embeddings is None else item_embeddings.detach().float()
         self.register_buffer("item_embeddings", embeddings, persistent=False)
         self.placeholder_ids = add_placeholder_tokens(tokenizer)
+        self.token_ids = dict(zip(prompts.PLACEHOLDER_TOKENS, self.placeholder_ids))
 
     # ----------------------------------------------------------------- construction
 
@@ -96,7 +137,9 @@ class LlaraModel(nn.Module):
 
         mode = prompts.check_mode(model_config.prompt_mode)
         domain = model_config.domain or data.domain
-        embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode)
+        evidence = model_config.user_token or model_config.answer_token != "none"
+        embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode, evidence)
+        sr = _load_backbone(sr_checkpoint, data.num_items) if evidence else None
         llm, tokenizer = load_base_model(model_config.base_model, model_config.dtype, model_config.load_in_bits)
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
@@ -104,9 +147,13 @@ class LlaraModel(nn.Module):
             llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if lora:
             llm = _with_lora(llm, model_config)
-        projector = None
-        if embeddings is not None:
-            projector = Projector(embeddings.shape[1], llm.get_input_embeddings().embedding_dim)
+        width = llm.get_input_embeddings().embedding_dim
+        projector = Projector(embeddings.shape[1], width) if embeddings is not None else None
+        user_projector = Projector(sr.hidden_size(), width) if model_config.user_token else None
+        answer_projector = None
+        if model_config.answer_token != "none":
+            answer_dim = embeddings.shape[1] if model_config.answer_token == "item" else sr.hidden_size()
+            answer_projector = Projector(answer_dim, width)
         info = {
             "format": EXPORT_FORMAT,
             "base_model": model_config.base_model,
@@ -118,8 +165,12 @@ class LlaraModel(nn.Module):
             "data_hash": data.manifest.get("content_hash"),
             "num_items": data.num_items,
             "lora": _lora_info(model_config) if lora else None,
+            "user_token": model_config.user_token,
+            "answer_token": model_config.answer_token,
         }
-        return cls(llm, tokenizer, embeddings, data.titles, mode, domain, info, projector)
+        return cls(
+            llm, tokenizer, embeddings, data.titles, mode, domain, info, projector, sr, user_projector, answer_projector
+        )
 
     @classmethod
     def load(cls, export_dir: str | Path, dtype: str | None = None) -> LlaraModel:
@@ -140,11 +191,20 @@ class LlaraModel(nn.Module):
         if (export_dir / EMBEDDINGS_FILE).is_file():
             embeddings = load_file(str(export_dir / EMBEDDINGS_FILE))["item_embeddings"]
         titles = json.loads((export_dir / TITLES_FILE).read_text(encoding="utf-8"))
-        projector = None
-        if (export_dir / PROJECTOR_FILE).is_file():
-            projector = Projector(embeddings.shape[1], llm.get_input_embeddings().embedding_dim)
-            projector.load_state_dict(load_file(str(export_dir / PROJECTOR_FILE)))
-        model = cls(llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, projector)
+        sr = _load_backbone(export_dir / SR_DIR, len(titles)) if (export_dir / SR_DIR).is_dir() else None
+        projectors = {
+            name: _load_projector(export_dir / filename)
+            for name, filename in PROJECTOR_FILES.items()
+            if (export_dir / filename).is_file()
+        }
+        if "projector" in projectors and embeddings is None:
+            raise LlaraError(
+                f"{export_dir} holds {PROJECTOR_FILE} but not {EMBEDDINGS_FILE}, the item embeddings it projects: "
+                "the export is incomplete; copy the whole folder or export the model again"
+            )
+        model = cls(
+            llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, **projectors
+        )
         return model.eval()
 
     def save(self, export_dir: str | Path) -> Path:
@@ -156,14 +216,48 @@ class LlaraModel(nn.Module):
         with atomic_dir(export_dir) as tmp:
             if isinstance(self.llm, PeftModel):
                 self.llm.save_pretrained(tmp / ADAPTER_DIR, save_embedding_layers=False)
-            if self.projector is not None:
-                state = {k: v.detach().float().contiguous() for k, v in self.projector.state_dict().items()}
-                save_file(state, str(tmp / PROJECTOR_FILE))
+            for name, filename in PROJECTOR_FILES.items():
+                projector = getattr(self, name)
+                if projector is not None:
+                    state = {k: v.detach().float().contiguous() for k, v in projector.state_dict().items()}
+                    save_file(state, str(tmp / filename))
+            if self.sr is not None:
+                from llara.sr.checkpoint import save_sr
+
+                save_sr(self.sr, tmp / SR_DIR)
             if self.item_embeddings.numel():
                 save_file({"item_embeddings": self.item_embeddings.contiguous()}, str(tmp / EMBEDDINGS_FILE))
             (tmp / TITLES_FILE).write_text(json.dumps(self.titles, ensure_ascii=False), encoding="utf-8")
             (tmp / CONFIG_FILE).write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
         return export_dir
+
+    @property
+    def rank_score(self) -> str:
+        """The candidate score this model ranks by: ``total`` (summed answer log-likelihood) or ``mean``."""
+        return str(self.info.get("rank_score", "total"))
+
+    def load_trained(self, export_dir: str | Path) -> None:
+        """Start from a trained export: copy its LoRA weights and projectors into this (fresh) model.
+
+        The export must have the same base model, adapter shape and projectors (e.g. the sft stage of a
+        two-stage recipe before its preference stage).
+        """
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        export_dir = Path(export_dir)
+        info = _read_info(export_dir)
+        if info.get("base_model") != self.info.get("base_model") or info.get("lora") != self.info.get("lora"):
+            raise LlaraError(f"{export_dir} has another base model or LoRA shape than this run; it cannot start it")
+        adapter = export_dir / ADAPTER_DIR / "adapter_model.safetensors"
+        if self.info.get("lora") and adapter.is_file():
+            result = set_peft_model_state_dict(self.llm, load_file(str(adapter)))
+            if getattr(result, "unexpected_keys", None):
+                raise LlaraError(f"{adapter} holds weights this model does not have: {result.unexpected_keys[:3]}")
+        for name, filename in PROJECTOR_FILES.items():
+            projector, path = getattr(self, name), export_dir / filename
+            if projector is not None and path.is_file():
+                projector.load_state_dict(load_file(str(path)))
 
     # ----------------------------------------------------------------- prompts and embeddings
 
@@ -182,6 +276,13 @@ class LlaraModel(nn.Module):
         sequences = [self._prompt_ids(row, mode) for row in rows]
         return self._pad(sequences, [None] * len(sequences), padding_side, rows, mode)
 
+    def train(self, mode: bool = True) -> LlaraModel:
+        """Set training mode; the frozen SR backbone always stays in eval mode (no dropout)."""
+        super().train(mode)
+        if self.sr is not None:
+            self.sr.eval()
+        return self
+
     def encode_training(self, rows: Sequence[Mapping], mode: str | None = None) -> dict[str, torch.Tensor]:
         """Prompt + answer + eos per row, right-padded, with ``labels`` set on the answer tokens only.
 
@@ -192,17 +293,67 @@ class LlaraModel(nn.Module):
         answers = [self._answer_ids(int(row["target"]), mode) for row in rows]
         return self._pad(prompts_ids, answers, "right", rows, mode)
 
-    def input_embeddings(self, input_ids: torch.Tensor, behavior_ids: torch.Tensor) -> torch.Tensor:
-        """Token embeddings with every placeholder position replaced by its projected SR embedding."""
+    def input_embeddings(
+        self, input_ids: torch.Tensor, behavior_ids: torch.Tensor, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token embeddings with every placeholder position replaced by its projected SR vector.
+
+        ``behavior_ids`` holds an item id at each placeholder (-1 elsewhere); ``history`` ``[B, L]`` (the
+        rows' histories padded with ``num_items``) is needed when user or interaction answer tokens occur.
+        """
         embeds = self.llm.get_input_embeddings()(input_ids)
         positions = behavior_ids >= 0
-        if self.projector is None:
-            if bool(positions.any()):
-                raise LlaraError("this model has no projector, so its prompts cannot hold behavioral tokens")
+        if not bool(positions.any()):
             return embeds
-        projector_dtype = self.projector[0].weight.dtype
-        projected = self.projector(self.item_embeddings[behavior_ids[positions]].to(projector_dtype))
-        return embeds.masked_scatter(positions.unsqueeze(-1), projected.to(embeds.dtype))
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(input_ids)[positions]
+        vectors = self._behavior_vectors(input_ids[positions], behavior_ids[positions], rows, history)
+        return embeds.masked_scatter(positions.unsqueeze(-1), vectors.to(embeds.dtype))
+
+    def _behavior_vectors(
+        self, tokens: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, history: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Projected vectors for placeholder ``tokens`` (one per position), by placeholder kind."""
+        out: torch.Tensor | None = None
+        for token, projector, inputs in self._kinds(history):
+            chosen = tokens == self.token_ids[token]
+            if not bool(chosen.any()):
+                continue
+            if projector is None:
+                raise LlaraError(f"this model has no projector for {token} placeholders; its prompts cannot hold them")
+            vectors = projector(inputs(items[chosen], rows[chosen]).to(projector[0].weight.dtype))
+            if out is None:
+                out = vectors.new_zeros(len(tokens), vectors.shape[-1])
+            out = out.index_put((chosen.nonzero().squeeze(-1),), vectors)
+        if out is None:
+            raise LlaraError("behavior ids are set on positions that hold no placeholder token")
+        return out
+
+    def _kinds(self, history: torch.Tensor | None) -> list[tuple[str, Projector | None, Any]]:
+        """(placeholder, projector, inputs(items, rows)) for every kind of behavioral token."""
+        state = self._history_state(history) if self.sr is not None and history is not None else None
+
+        def item_rows(items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return self.item_embeddings[items]
+
+        def user_state(items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return _require(state, "user tokens")[rows]
+
+        def answer_vector(items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            if self.answer_token == "item":
+                return self.item_embeddings[items]
+            return INTERACTION_SCALE * _require(state, "interaction answer tokens")[rows] * self.sr.output.weight[items]
+
+        return [
+            (prompts.HISTORY_TOKEN, self.projector, item_rows),
+            (prompts.CANDIDATE_TOKEN, self.projector, item_rows),
+            (prompts.USER_TOKEN, self.user_projector, user_state),
+            (prompts.ANSWER_TOKEN, self.answer_projector, answer_vector),
+        ]
+
+    @torch.no_grad()
+    def _history_state(self, history: torch.Tensor) -> torch.Tensor:
+        """The frozen SR backbone's state after each history ``[B, L]`` (what it scores candidates with)."""
+        return self.sr.hidden(history.to(self.sr.output.weight.device)).float()
 
     def forward(
         self,
@@ -210,16 +361,62 @@ class LlaraModel(nn.Module):
         attention_mask: torch.Tensor,
         behavior_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
+        history: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the LLM on injected embeddings; with ``labels`` the output carries the causal-LM loss."""
-        embeds = self.input_embeddings(input_ids, behavior_ids)
+        """Run the LLM on injected embeddings; with ``labels`` the output carries the causal-LM loss.
+
+        Given a packed candidate batch (``llara.llm.packing``: ``score_positions`` among the keywords), it
+        returns :class:`AnswerScores` instead, through :meth:`score_answers` (so that distributed wrappers,
+        which hook ``forward``, see every training computation).
+        """
+        if "score_positions" in kwargs:
+            return self.score_answers(input_ids, attention_mask, behavior_ids, history=history, **kwargs)
+        embeds = self.input_embeddings(input_ids, behavior_ids, history)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def score_answers(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        behavior_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        score_positions: torch.Tensor,
+        score_targets: torch.Tensor,
+        score_segments: torch.Tensor,
+        history: torch.Tensor | None = None,
+    ) -> AnswerScores:
+        """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass.
+
+        The vocabulary projection runs only at the positions that predict a scored token.
+        """
+        embeds = self.input_embeddings(input_ids, behavior_ids, history)
+        mask = torch.zeros(attention_mask.shape, dtype=embeds.dtype, device=embeds.device)
+        mask = mask.masked_fill(~attention_mask.bool(), torch.finfo(embeds.dtype).min)
+        decoder = self.llm.get_decoder()
+        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
+        picked = hidden.gather(1, score_positions[..., None].expand(-1, -1, hidden.shape[-1]))
+        logits = self.llm.get_output_embeddings()(picked).float()
+        token_logp = logits.gather(-1, score_targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        real = score_segments >= 0
+        width = int(score_segments.max()) + 1
+        index = score_segments.clamp(min=0)
+        total = token_logp.new_zeros(len(index), width).scatter_add(1, index, torch.where(real, token_logp, 0.0))
+        count = token_logp.new_zeros(len(index), width).scatter_add(1, index, real.float())
+        return AnswerScores(total=total, count=count)
+
+    def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
+        """The rows' histories as ``[B, L]`` padded with ``num_items`` (for the SR backbone), or ``None``."""
+        if self.sr is None:
+            return None
+        from llara.sr.base import pad_histories
+
+        return pad_histories([list(row["history"]) for row in rows], self.sr.max_len, self.sr.num_items)
 
     # ----------------------------------------------------------------- helpers
 
     def _prompt_ids(self, row: Mapping, mode: str) -> list[int]:
-        text = prompts.render_prompt(row, self.titles, mode, self.domain)
+        text = prompts.render_prompt(row, self.titles, mode, self.domain, self.user_token)
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
 
     def _answer_ids(self, item_id: int, mode: str) -> list[int]:
@@ -253,6 +450,9 @@ class LlaraModel(nn.Module):
             "attention_mask": attention,
             "behavior_ids": self._behavior_ids(input_ids, rows, mode),
         }
+        history = self.histories(rows)
+        if history is not None:
+            out["history"] = history
         if any(a is not None for a in answer_ids):
             out["labels"] = labels
         return out
@@ -261,7 +461,7 @@ class LlaraModel(nn.Module):
         """Item ids at placeholder positions (in prompt order), -1 elsewhere."""
         behavior = torch.full_like(input_ids, -1)
         positions = torch.isin(input_ids, torch.tensor(self.placeholder_ids))
-        items = [item for row in rows for item in prompts.behavior_items(row, mode)]
+        items = [item for row in rows for item in prompts.behavior_items(row, mode, self.user_token)]
         if int(positions.sum()) != len(items):
             raise LlaraError(
                 f"prompts hold {int(positions.sum())} placeholder tokens but the rows name {len(items)} items; "
@@ -304,8 +504,48 @@ def _embedding_matrices(llm: nn.Module) -> list[torch.Tensor]:
     return [inputs, outputs.weight]
 
 
+def _check_evidence(user_token: bool, answer_token: str, sr: nn.Module | None) -> None:
+    """User tokens and interaction answer tokens read the SR backbone's history state: it must be there."""
+    if answer_token not in ("none", "item", "interaction"):
+        raise LlaraError(f"answer_token {answer_token!r} is not one of none, item, interaction")
+    if (user_token or answer_token == "interaction") and sr is None:
+        raise LlaraError("user and interaction answer tokens need the SR backbone: set train.sr_checkpoint")
+
+
+def _require(state: torch.Tensor | None, what: str) -> torch.Tensor:
+    if state is None:
+        raise LlaraError(f"{what} need the rows' histories: pass the batch's `history` tensor")
+    return state
+
+
+def _load_backbone(checkpoint: str | Path | None, num_items: int) -> nn.Module:
+    """The frozen SR backbone whose history state user and answer tokens carry."""
+    if checkpoint is None:
+        raise LlaraError("model.user_token and model.answer_token need an SR backbone: set train.sr_checkpoint")
+    from llara.sr.checkpoint import load_sr
+
+    return load_sr(checkpoint, num_items=num_items).float()
+
+
+def _load_projector(path: Path) -> Projector:
+    """A projector from its safetensors file; its sizes come from the weights."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    first, last = state.get("0.weight"), state.get("2.weight")
+    if first is None or last is None:
+        raise LlaraError(f"{path} is not a projector (expected keys 0.weight and 2.weight)")
+    projector = Projector(first.shape[1], last.shape[0])
+    projector.load_state_dict(state)
+    return projector
+
+
 def _resolve_embeddings(
-    sr_checkpoint: str | Path | None, item_embeddings: torch.Tensor | None, num_items: int, mode: str
+    sr_checkpoint: str | Path | None,
+    item_embeddings: torch.Tensor | None,
+    num_items: int,
+    mode: str,
+    needed: bool = False,
 ) -> torch.Tensor | None:
     """The frozen SR item embeddings from a checkpoint or a tensor; checked against the data's item count."""
     if sr_checkpoint is not None:
@@ -314,7 +554,7 @@ def _resolve_embeddings(
         with torch.no_grad():
             item_embeddings = load_sr(sr_checkpoint, num_items=num_items).item_embeddings().detach().float()
     if item_embeddings is None:
-        if prompts.uses_behavior_tokens(mode):
+        if prompts.uses_behavior_tokens(mode) or needed:
             raise LlaraError(
                 f"prompt mode {mode!r} uses behavioral tokens: set train.sr_checkpoint to an SR checkpoint "
                 "(train one with `llara sr train`)"
@@ -343,7 +583,7 @@ def _with_lora(llm: nn.Module, config: ModelConfig) -> nn.Module:
     except ValueError as exc:
         raise LlaraError(
             f"model.lora_target_modules {config.lora_target_modules} do not fit the base model: {exc}"
-        ) from None
+        ) from exc
 
 
 def _lora_info(config: ModelConfig) -> dict[str, Any]:
@@ -362,7 +602,12 @@ def _read_info(export_dir: Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise LlaraError(f"{path} is not valid JSON: {exc}") from None
+        raise LlaraError(f"{path} is not valid JSON: {exc}") from exc
     if info.get("format") != EXPORT_FORMAT:
         raise LlaraError(f"{path} is not a LLaRA export config (format must be {EXPORT_FORMAT!r})")
     return info
+
+
+def export_data_hash(export_dir: str | Path) -> str | None:
+    """The content hash of the prepared data an export was trained on (None when it records none)."""
+    return _read_info(Path(export_dir)).get("data_hash")

@@ -1,4 +1,4 @@
-"""Prompt templates, prompt modes and the behavioral-token placeholders (SPEC.md, "The method").
+"""Prompt templates, prompt modes and the behavioral-token placeholders (docs/method.md).
 
 An item is written in one of four ways (the paper's Fig. 4 ablation):
 
@@ -10,42 +10,33 @@ An item is written in one of four ways (the paper's Fig. 4 ablation):
 A behavioral token is a placeholder special token (:data:`HISTORY_TOKEN` for history items,
 :data:`CANDIDATE_TOKEN` for candidates) whose input embedding the model replaces by the projected
 SR embedding of the item. Placeholders appear in the same order as the items they stand for.
+Two more placeholders carry the recommender's evidence beyond item vectors: :data:`USER_TOKEN` (the SR
+backbone's state after the history, once per prompt, behavior modes only) and :data:`ANSWER_TOKEN` (the
+first token of a candidate's answer segment in ranking, see ``llara.evaluation.ranking``).
 Everything here is a pure function of its arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import get_args
 
+from llara.config import PromptMode
+from llara.data.domains import DOMAINS, check_domain
 from llara.errors import LlaraError
 
 HISTORY_TOKEN = "[HistoryEmb]"
 CANDIDATE_TOKEN = "[CandidateEmb]"
-PLACEHOLDER_TOKENS = (HISTORY_TOKEN, CANDIDATE_TOKEN)
-MODES = ("text", "behavior", "hybrid", "id")
+USER_TOKEN = "[UserEmb]"
+ANSWER_TOKEN = "[AnswerEmb]"
+ITEM_TOKENS = (HISTORY_TOKEN, CANDIDATE_TOKEN)
+PLACEHOLDER_TOKENS = (HISTORY_TOKEN, CANDIDATE_TOKEN, USER_TOKEN, ANSWER_TOKEN)
+MODES: tuple[str, ...] = get_args(PromptMode)
 BEHAVIOR_MODES = ("behavior", "hybrid")
 ANSWER_TERMINATOR = "\n"
 
-
-@dataclass(frozen=True)
-class Domain:
-    """Words a template uses for one kind of item."""
-
-    verb: str
-    noun: str
-    plural: str
-
-
-DOMAINS: dict[str, Domain] = {
-    "movies": Domain("watched", "movie", "movies"),
-    "games": Domain("played", "game", "games"),
-    "music": Domain("listened to", "artist", "artists"),
-    "generic": Domain("interacted with", "item", "items"),
-}
-
 TEMPLATE = (
-    "This user has {verb} the following {plural} in order: {history}. "
+    "This user has {verb} the following {plural} in order: {history}.{user} "
     "Predict the next {noun} this user will choose. "
     "Answer with exactly one of these {count} {plural}: {candidates}.\n"
     "Answer:"
@@ -62,13 +53,6 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise LlaraError(f"prompt mode {mode!r} is not one of {', '.join(MODES)}")
     return mode
-
-
-def check_domain(domain: str) -> Domain:
-    """The template words of ``domain``; clear error for an unknown one."""
-    if domain not in DOMAINS:
-        raise LlaraError(f"domain {domain!r} is not one of {', '.join(DOMAINS)}")
-    return DOMAINS[domain]
 
 
 def item_name(item_id: int, titles: Sequence[str], mode: str) -> str:
@@ -89,8 +73,14 @@ def render_item(item_id: int, titles: Sequence[str], mode: str, placeholder: str
     raise LlaraError(f"prompt mode {mode!r} is not one of {', '.join(MODES)}")
 
 
-def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str) -> str:
-    """The prompt of one sample row (``history`` and ``candidates`` as item ids), ending with ``Answer:``."""
+USER_SENTENCE = " The recommender's summary of this user: {token}."
+
+
+def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, user_token: bool = False) -> str:
+    """The prompt of one sample row (``history`` and ``candidates`` as item ids), ending with ``Answer:``.
+
+    With ``user_token`` (and a behavior mode) a sentence holding :data:`USER_TOKEN` follows the history.
+    """
     words = check_domain(domain)
     check_mode(mode)
     history = [int(i) for i in row["history"]]
@@ -101,15 +91,20 @@ def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str) -
         plural=words.plural,
         count=len(candidates),
         history=", ".join(render_item(i, titles, mode, HISTORY_TOKEN) for i in history),
+        user=USER_SENTENCE.format(token=USER_TOKEN) if user_token and uses_behavior_tokens(mode) else "",
         candidates=", ".join(render_item(i, titles, mode, CANDIDATE_TOKEN) for i in candidates),
     )
 
 
-def behavior_items(row: Mapping, mode: str) -> list[int]:
-    """Item ids of the placeholders in the prompt of ``row``, in prompt order (empty without placeholders)."""
+def behavior_items(row: Mapping, mode: str, user_token: bool = False) -> list[int]:
+    """Item ids of the placeholders in the prompt of ``row``, in prompt order (empty without placeholders).
+
+    The user token stands for no single item: its entry is the row's target-free marker 0.
+    """
     if not uses_behavior_tokens(mode):
         return []
-    return [int(i) for i in row["history"]] + [int(i) for i in row["candidates"]]
+    user = [0] if user_token else []
+    return [int(i) for i in row["history"]] + user + [int(i) for i in row["candidates"]]
 
 
 def answer_text(name: str) -> str:
@@ -117,14 +112,9 @@ def answer_text(name: str) -> str:
     return f" {name}{ANSWER_TERMINATOR}"
 
 
-def parse_answer(generated: str) -> str:
-    """The item name in generated text: its first line, stripped (inverse of :func:`answer_text`)."""
-    return generated.strip().split(ANSWER_TERMINATOR, 1)[0].strip()
-
-
 def template_corpus() -> list[str]:
     """Every fixed phrase the templates can produce (for training small tokenizers)."""
     return [
-        TEMPLATE.format(verb=w.verb, noun=w.noun, plural=w.plural, count=20, history="", candidates="")
+        TEMPLATE.format(verb=w.verb, noun=w.noun, plural=w.plural, count=20, history="", user="", candidates="")
         for w in DOMAINS.values()
     ]

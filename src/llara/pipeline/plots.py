@@ -8,20 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from llara.paths import atomic_file
 from llara.llm.prompts import uses_behavior_tokens
+from llara.paths import atomic_file
+from llara.pipeline.results import ResultRow, VariantLog
+from llara.training.outputs import LOSS_KEY, MODE_KEY, STEP_KEY, VAL_HR_KEY
 
-if TYPE_CHECKING:
-    from llara.pipeline.report import ResultRow, VariantLog
-
-#: training-log keys (one JSONL record per optimizer step, written by llara.training.loop)
-STEP_KEY = "step"
-LOSS_KEY = "loss"
-MODE_KEY = "mode"
 #: the metrics drawn as bars
 HR_METRICS = ("hr@1", "hr@5")
 
@@ -97,15 +92,33 @@ def plot_learning_curves(logs: Sequence[VariantLog], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
-    """Realised share of behavioral-token steps of each behavioral variant, beside the curriculum's t/T."""
-    curves = [(log.variant, *behavior_series(log.records)) for log in logs if log.behavioral]
+def plot_validation(logs: Sequence[VariantLog], path: Path) -> Path | None:
+    """Validation HR@1 (ranking) at each validation step, one line per variant that logged it."""
+    curves = [(log.variant, *series(log.records, VAL_HR_KEY)) for log in logs]
     curves = [curve for curve in curves if curve[1].size]
     if not curves:
         return None
-    fig, ax = _line_plot(curves, "share of hybrid steps (rolling mean)", "Realised curriculum schedule", smoothing=6)
-    last = max(curve[1].max() for curve in curves)
-    ax.plot([0, last], [0, 1], linestyle="--", color="grey", label="curriculum p(t) = t/T")
+    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    for variant, steps, values in curves:
+        ax.plot(steps, values, marker="o", label=variant)
+    ax.set(xlabel="optimizer step", ylabel="validation HR@1 (rank)", title="Validation HR@1 during training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
+    """Realised share of behavioral-token steps of each behavioral variant; beside them the curriculum's
+    p(t) = t/T when a curriculum variant is drawn."""
+    drawn = [log for log in logs if log.behavioral]
+    curves = [(log.variant, *behavior_series(log.records)) for log in drawn]
+    curves = [curve for curve in curves if curve[1].size]
+    if not curves:
+        return None
+    fig, ax = _line_plot(curves, "share of behavioral-token steps (rolling mean)", "Realised schedule", smoothing=6)
+    if any(log.schedule == "curriculum" for log in drawn):
+        last = max(curve[1].max() for curve in curves)
+        ax.plot([0, last], [0, 1], linestyle="--", color="grey", label="curriculum p(t) = t/T")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize="small")
     return _save(fig, path)

@@ -1,28 +1,32 @@
 """A run's report: the results table (Markdown and rich), plots, resolved config and environment.
 
-The pipeline leaves ``run.json`` in the run folder: one entry per variant with its kind, a one-line
-description, its training log (if trained, ``train_log``) and its ``metrics.json`` as written by
-:mod:`llara.evaluation.evaluate` (``{"metrics": {protocol: {name: summary}}}``), paths relative to the run
-folder. Everything here is rebuilt from that index, so ``llara report RUN_DIR`` redraws a report
-without running anything.
+Everything here is rebuilt from the run folder (:mod:`llara.pipeline.results`), so ``llara report
+RUN_DIR`` redraws a report without running anything.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich import box
 from rich.table import Table
 
-from llara.errors import LlaraError
 from llara.paths import atomic_file
-from llara.pipeline.plots import plot_hr_at_k, plot_learning_curves, plot_schedule
+from llara.pipeline.comparisons import HIT_RULES, compare_with_reference, comparison_table
+from llara.pipeline.plots import plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
+from llara.pipeline.results import (
+    ENVIRONMENT,
+    RUN_CONFIG,
+    ResultRow,
+    RunIndex,
+    Summary,
+    VariantLog,
+    load_index,
+    load_logs,
+    load_results,
+)
 
-RUN_INDEX = "run.json"
 REPORT = "report.md"
 
 #: (Markdown header, terminal header, metric name in metrics.json); HR@1 is over all rows (published)
@@ -33,88 +37,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("HR@5", "HR@5", "hr@5"),
     ("NDCG@5", "NDCG@5", "ndcg@5"),
 )
-
-Summary = dict[str, float]
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One line of the results table: a variant evaluated under one protocol."""
-
-    variant: str
-    kind: str
-    description: str
-    protocol: str
-    metrics: dict[str, Summary]
-
-    @property
-    def rows(self) -> int | None:
-        """Number of evaluated rows (the ``n`` of HR@1)."""
-        summary = self.metrics.get("hr@1")
-        return int(summary["n"]) if summary else None
-
-
-@dataclass(frozen=True)
-class VariantLog:
-    """A trained variant's log: one dict per logged optimizer step; ``behavioral`` if its prompts can
-    carry behavioral tokens (then its realised schedule is drawn)."""
-
-    variant: str
-    records: list[dict[str, Any]] = field(default_factory=list)
-    behavioral: bool = False
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file, with a clear error naming it when missing or malformed."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LlaraError(f"{path} is missing; re-run `llara run` to rebuild the run folder") from None
-    except json.JSONDecodeError as exc:
-        raise LlaraError(f"{path} is not valid JSON ({exc}); re-run `llara run`") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a half-written last line (from a crash) is skipped."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def load_index(run_dir: Path) -> dict[str, Any]:
-    """The run index written by the pipeline."""
-    if not (run_dir / RUN_INDEX).is_file():
-        raise LlaraError(f"{run_dir} is not a run folder (no {RUN_INDEX}); run `llara run CONFIG` first")
-    return read_json(run_dir / RUN_INDEX)
-
-
-def load_results(run_dir: Path, index: dict[str, Any]) -> list[ResultRow]:
-    """Every (variant, protocol) result named in the index, in index order."""
-    return [
-        ResultRow(
-            variant=entry["name"],
-            kind=entry["kind"],
-            description=entry.get("description", ""),
-            protocol=protocol,
-            metrics=metrics,
-        )
-        for entry in index["variants"]
-        for protocol, metrics in read_json(run_dir / entry["metrics"])["metrics"].items()
-    ]
-
-
-def load_logs(run_dir: Path, index: dict[str, Any]) -> list[VariantLog]:
-    """Training logs of the trained variants (those whose log file exists)."""
-    logs = []
-    for entry in index["variants"]:
-        log = entry.get("train_log")
-        if log and (run_dir / log).is_file():
-            logs.append(VariantLog(entry["name"], read_jsonl(run_dir / log), bool(entry.get("behavioral"))))
-    return logs
 
 
 def format_summary(summary: Summary | None) -> str:
@@ -185,30 +107,47 @@ def write_report(run_dir: str | Path) -> tuple[Path, list[ResultRow]]:
 def _draw_plots(folder: Path, rows: Sequence[ResultRow], logs: Sequence[VariantLog]) -> dict[str, Path]:
     drawn = {
         "Learning curves": plot_learning_curves(logs, folder / "learning_curves.png"),
-        "Realised curriculum schedule": plot_schedule(logs, folder / "schedule.png"),
+        "Validation HR@1 during training": plot_validation(logs, folder / "validation_hr1.png"),
+        "Realised schedule": plot_schedule(logs, folder / "schedule.png"),
         "Hit ratio by variant": plot_hr_at_k(rows, folder / "hr_at_k.png"),
     }
     return {title: path for title, path in drawn.items() if path is not None}
 
 
+def _paired_section(run_dir: Path, index: RunIndex) -> list[str]:
+    """Every variant against the run's reference variant on the same rows, per protocol."""
+    reference = index.reference or (index.variants[0].name if index.variants else None)
+    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in HIT_RULES]
+    tables = [table for table in tables if table]
+    if reference is None or not tables:
+        return []
+    intro = (
+        f"HR@1 of each variant minus HR@1 of `{reference}` on the same rows: paired bootstrap 95% interval "
+        "(10,000 resamples of the rows) and McNemar's exact test on the rows where exactly one of the two "
+        "is right. An interval that excludes 0 (p < 0.05) is a difference the rows support."
+    )
+    return ["## Paired comparisons", "", intro, ""] + [part for table in tables for part in (table, "")]
+
+
 def _render_markdown(
-    run_dir: Path, index: dict[str, Any], rows: Sequence[ResultRow], plots: dict[str, Path]
+    run_dir: Path, index: RunIndex, rows: Sequence[ResultRow], plots: dict[str, Path]
 ) -> str:
-    parts = [f"# Run `{index['name']}`", "", f"Created {index.get('created', '?')}.", ""]
+    parts = [f"# Run `{index.name}`", "", f"Created {index.created}.", ""]
     parts += ["## Results", "",
               "Mean with 95% confidence interval. HR@1 counts every row (the published figure); HR@1 valid",
               "counts only rows whose generated answer names a candidate. SR baselines and the ranking",
               "protocol score every candidate (ValidRatio 1, so HR@1 valid would equal HR@1).", "",
               markdown_table(rows), ""]
+    parts += _paired_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
-    parts += [f"| {e['name']} | {e['kind']} | {e.get('description', '')} |" for e in index["variants"]]
+    parts += [f"| {e.name} | {e.kind} | {e.description} |" for e in index.variants]
     parts.append("")
     for title, path in plots.items():
         parts += [f"## {title}", "", f"![{title}]({path.relative_to(run_dir).as_posix()})", ""]
-    config = run_dir / "config.yaml"
+    config = run_dir / RUN_CONFIG
     if config.is_file():
         parts += ["## Resolved config", "", "```yaml", config.read_text(encoding="utf-8").rstrip(), "```", ""]
-    environment = run_dir / "environment.json"
+    environment = run_dir / ENVIRONMENT
     if environment.is_file():
         parts += ["## Environment", "", "```json", environment.read_text(encoding="utf-8").rstrip(), "```", ""]
     return "\n".join(parts)

@@ -25,18 +25,25 @@ from rich.console import Console
 from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
 from llara.pipeline.environment import environment_info
 from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint
-from llara.paths import atomic_file
+from llara.paths import atomic_file, check_replaceable
 from llara.llm.prompts import uses_behavior_tokens
-from llara.pipeline.report import RUN_INDEX, ResultRow, write_report
+from llara.pipeline.report import write_report
+from llara.pipeline.results import (
+    ENVIRONMENT,
+    RUN_CONFIG,
+    RUN_INDEX,
+    ResultRow,
+    RunIndex,
+    VariantEntry,
+    write_index,
+)
 from llara.pipeline.stages import Builder, StageResult, StageStore, path_fingerprint, stage_key
+from llara.training.outputs import EXPORT_DIR, NON_MODEL_FIELDS, TRAIN_LOG
 
 #: SR baselines score every candidate: the ranking protocol (ValidRatio 1 by construction)
 SR_PROTOCOL = "rank"
-#: train-section fields that do not change the trained model: where things are, how often to checkpoint
-RUNNER_TRAIN_FIELDS = {"data_dir", "sr_checkpoint", "out_dir", "save_every", "tensorboard"}
-#: what llara.training.loop leaves in its out folder
-TRAIN_LOG = "metrics.jsonl"
-EXPORT_FOLDER = "export"
+#: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
+PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ def run_pipeline(
     """Run (or reuse) every stage of ``config`` and write the report; see the module docstring."""
     planned = config.resolved_variants()
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
+    check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
     sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
@@ -76,11 +84,17 @@ def run_pipeline(
     return RunOutcome(run_dir, report, rows, pipeline.results)
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` holds what ``llara run`` writes (its stages or its index)."""
+    return (path / "stages").is_dir() or (path / RUN_INDEX).is_file()
+
+
 def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
-    """Whether a variant reads a trained SR backbone (SR baselines, behavioral-token prompts)."""
+    """Whether a variant reads a trained SR backbone (SR baselines, behavioral, user or answer tokens)."""
     if variant.kind == "sr":
         return True
-    return variant.kind == "llara" and uses_behavior_tokens(config.model.prompt_mode)
+    evidence = config.model.user_token or config.model.answer_token != "none"
+    return variant.kind == "llara" and (uses_behavior_tokens(config.model.prompt_mode) or evidence)
 
 
 def sr_json(config: SRConfig) -> str:
@@ -112,8 +126,15 @@ def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
         return f"SR baseline {config.sr.model}"
     if variant.kind == "zero-shot":
         return f"zero-shot {config.model.base_model}, text prompts"
-    backbone = f", SR {config.sr.model}" if uses_behavior_tokens(config.model.prompt_mode) else ""
-    return f"LoRA on {config.model.base_model}, {config.model.prompt_mode} prompts, {config.train.schedule}{backbone}"
+    backbone = f", SR {config.sr.model}" if needs_sr(variant, config) else ""
+    evidence = ", user token" if config.model.user_token else ""
+    if config.model.answer_token != "none":
+        evidence += f", {config.model.answer_token} answer tokens"
+    start = f", from {variant.after}" if variant.after else ""
+    return (
+        f"LoRA on {config.model.base_model}, {config.model.prompt_mode} prompts{evidence}, "
+        f"{config.train.objective}, {config.train.schedule}{start}{backbone}"
+    )
 
 
 class _Pipeline:
@@ -124,6 +145,7 @@ class _Pipeline:
         self.progress = progress
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
+        self.trained: dict[str, StageResult] = {}
 
     def _stage(
         self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None, spinner: bool = False
@@ -160,25 +182,29 @@ class _Pipeline:
 
     def variant(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> VariantEntry:
         """Train (if tuned) and evaluate one variant; its entry in the run index."""
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
-        entry: dict[str, Any] = {"name": variant.name, "kind": variant.kind, "description": describe(variant, config)}
+        trained: dict[str, Any] = {}
         if variant.kind == "sr":
             target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
-            trained = self.train(variant, config, data, sr)
-            target = {"checkpoint": trained.output / EXPORT_FOLDER, "protocols": config.eval.protocols}
-            identity = {"train": trained.output_id}
-            entry["train_log"] = _relative(trained.output / TRAIN_LOG, self.store.root)
-            entry["behavioral"] = uses_behavior_tokens(config.model.prompt_mode)
+            stage = self.train(variant, config, data, sr, self.trained.get(variant.after or ""))
+            self.trained[variant.name] = stage
+            target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": config.eval.protocols}
+            identity = {"train": stage.output_id}
+            trained = {
+                "train_log": _relative(stage.output / TRAIN_LOG, self.store.root),
+                "behavioral": uses_behavior_tokens(config.model.prompt_mode),
+                "schedule": config.train.schedule,
+            }
         else:
             target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
             identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
         evaluated = self.evaluate(variant.name, config, data, target, identity)
-        entry["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
-        return entry
+        metrics = _relative(evaluated.output / METRICS_FILE, self.store.root)
+        return VariantEntry(variant.name, variant.kind, metrics, describe(variant, config), **trained)
 
     def evaluate(
         self, name: str, config: ExperimentConfig, data: StageResult, target: dict[str, Any], identity: dict[str, Any]
@@ -194,23 +220,30 @@ class _Pipeline:
         return self._stage(f"eval-{name}", spec, build, f"evaluate {name}", spinner=True)
 
     def train(
-        self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr: StageResult | None
+        self,
+        variant: VariantConfig,
+        config: ExperimentConfig,
+        data: StageResult,
+        sr: StageResult | None,
+        parent: StageResult | None = None,
     ) -> StageResult:
-        """LoRA + projector tuning of one ``llara`` variant."""
+        """LoRA + projector tuning of one ``llara`` variant (from ``parent``'s export when it has one)."""
         from llara.training.loop import train
 
         spec = {
             "stage": "train",
             "model": config.model.model_dump(mode="json"),
-            "train": config.train.model_dump(mode="json", exclude=RUNNER_TRAIN_FIELDS),
+            "train": config.train.model_dump(mode="json", exclude=NON_MODEL_FIELDS | PLACED_TRAIN_FIELDS),
             "base_model_files": path_fingerprint(config.model.base_model),
             "data": data.output_id,
             "sr": sr.output_id if sr else None,
+            "after": parent.output_id if parent else None,
         }
 
         def build(out: Path, resume: bool) -> None:
             placed = config.train.model_copy(update={
-                "data_dir": str(data.output), "sr_checkpoint": str(sr.output) if sr else None, "out_dir": str(out)})
+                "data_dir": str(data.output), "sr_checkpoint": str(sr.output) if sr else None, "out_dir": str(out),
+                "init_from": str(parent.output / EXPORT_DIR) if parent else config.train.init_from})
             train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
 
         return self._stage(f"train-{variant.name}", spec, build, f"train {variant.name}")
@@ -220,11 +253,10 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _write_run_files(run_dir: Path, config: RunConfig, entries: list[dict[str, Any]]) -> None:
-    index = {"name": config.name, "created": dt.datetime.now().isoformat(timespec="seconds"), "variants": entries}
-    with atomic_file(run_dir / RUN_INDEX) as handle:
-        json.dump(index, handle, indent=2)
-    with atomic_file(run_dir / "config.yaml") as handle:
+def _write_run_files(run_dir: Path, config: RunConfig, entries: list[VariantEntry]) -> None:
+    created = dt.datetime.now().isoformat(timespec="seconds")
+    write_index(run_dir, RunIndex(config.name, created, entries, config.reference_variant()))
+    with atomic_file(run_dir / RUN_CONFIG) as handle:
         handle.write(dump_config(config))
-    with atomic_file(run_dir / "environment.json") as handle:
+    with atomic_file(run_dir / ENVIRONMENT) as handle:
         json.dump(environment_info(), handle, indent=2)

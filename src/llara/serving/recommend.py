@@ -9,6 +9,7 @@ that log-likelihood (higher is better).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from llara.errors import LlaraError
 
 DEFAULT_HISTORY_LEN = 10
 DEFAULT_NUM_CANDIDATES = 20
+#: text that names an item by id: ASCII digits (``"²".isdigit()`` is true too), short enough to be one
+_ID_TEXT = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,16 @@ class Recommender:
             self._by_title.setdefault(title.casefold(), []).append(item)
 
     @classmethod
-    def load(cls, checkpoint: str | Path, data_dir: str | Path | None = None) -> Recommender:
-        """Load a LLaRA export and its prepared data (``data_dir``, else the one named in ``llara.json``)."""
+    def load(
+        cls, checkpoint: str | Path, data_dir: str | Path | None = None, allow_data_mismatch: bool = False
+    ) -> Recommender:
+        """Load a LLaRA export and its prepared data (``data_dir``, else the one named in ``llara.json``).
+
+        ``data_dir`` must be the folder the export was trained on unless ``allow_data_mismatch``.
+        """
         from llara.evaluation.inference import load_export
 
-        return cls(*load_export(checkpoint, data_dir))
+        return cls(*load_export(checkpoint, data_dir, allow_data_mismatch))
 
     @property
     def num_items(self) -> int:
@@ -78,7 +86,7 @@ class Recommender:
             raise LlaraError(f"{field} {text!r} is the title of several items ({ids}); give the id")
         if matches:
             return matches[0]
-        if text.isdigit():
+        if _ID_TEXT.fullmatch(text):
             return self._check_id(int(text), field)
         hint = self.close_titles(text)
         suggestion = f"; did you mean {', '.join(repr(t) for t in hint)}?" if hint else "; give a title or an item id"
@@ -98,12 +106,16 @@ class Recommender:
         candidates: Sequence[str | int] | None = None,
         seed: int | None = None,
     ) -> Query:
-        """Resolve names, keep the last ``history_len`` history items, draw candidates when none are given."""
+        """Resolve names, keep the last ``history_len`` history items, draw candidates when none are given.
+
+        Drawn candidates exclude every item of the history, not only the ones that enter the prompt.
+        """
         if not history:
             raise LlaraError("history is empty; name at least one item the user interacted with")
-        items = [self.resolve(spec, "history item") for spec in history][-self.history_len :]
+        resolved = [self.resolve(spec, "history item") for spec in history]
+        items = resolved[-self.history_len :]
         if candidates is None:
-            return Query(items, self.draw_candidates(items, seed))
+            return Query(items, self.draw_candidates(resolved, seed))
         chosen = [self.resolve(spec, "candidate") for spec in candidates]
         if not chosen:
             raise LlaraError("candidates is empty; omit it to draw candidates, or name at least one item")
@@ -116,6 +128,8 @@ class Recommender:
         """``num_candidates`` distinct items not in ``history``, uniformly at random (as the protocol)."""
         from llara.data.protocol import draw_negatives
 
+        if seed is not None and seed < 0:
+            raise LlaraError(f"seed must be a non-negative integer, got {seed}")
         count = min(self.num_candidates, self.num_items - len(set(history)))
         if count < 1:
             raise LlaraError("the history holds every item; there is nothing left to recommend")
@@ -128,7 +142,7 @@ class Recommender:
         from llara.evaluation.ranking import score_candidates
 
         rows = [{"history": q.history, "candidates": q.candidates} for q in queries]
-        scores = score_candidates(self.model, rows, batch_size=max(len(rows), 1)).total
+        scores = score_candidates(self.model, rows, batch_size=max(len(rows), 1)).ranking(self.model.rank_score)
         return [self._ranked(q.candidates, s, k) for q, s in zip(queries, scores, strict=True)]
 
     def recommend(

@@ -2,8 +2,10 @@
 
 Concurrent requests are batched: a worker task collects queued requests for up to ``batch_wait_ms``
 (or until ``max_batch`` are waiting) and ranks them in one scoring batch, in a thread, so the event
-loop keeps accepting requests. Bad input never reaches the model: the body size is capped (413), the
-JSON is validated by pydantic (422), and unknown items come back as 422 with close titles suggested.
+loop keeps accepting requests. Bad input never reaches the model: the body size is capped (413), a body
+that stops short of its Content-Length times out (408), a body that is not JSON is refused (415), the
+JSON is validated by pydantic (422; strict types: ``true`` is no number), and unknown items come back
+as 422 with close titles suggested. Every error body is ``{"detail": "<one readable line>"}``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,8 +30,9 @@ from llara.serving.recommend import Query, Recommendation, Recommender
 MAX_HISTORY = 200
 MAX_CANDIDATES = 100
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_S = 10.0
 
-ItemRef = StrictInt | StrictStr
+ItemRef = Annotated[StrictInt, Field(ge=0)] | StrictStr
 
 
 class RecommendRequest(BaseModel):
@@ -43,8 +46,27 @@ class RecommendRequest(BaseModel):
     candidates: list[ItemRef] | None = Field(
         None, min_length=1, max_length=MAX_CANDIDATES, description="Items to rank; omitted: drawn as the protocol does."
     )
-    k: int = Field(10, ge=1, le=MAX_CANDIDATES, description="How many ranked items to return.")
-    seed: int | None = Field(None, description="Seed for drawing candidates (random when omitted).")
+    k: StrictInt = Field(10, ge=1, le=MAX_CANDIDATES, description="How many ranked items to return.")
+    seed: StrictInt | None = Field(None, ge=0, description="Seed for drawing candidates (random when omitted).")
+
+
+class ErrorResponse(BaseModel):
+    """What every refused request gets back."""
+
+    detail: str = Field(description="What was wrong with the request, in one line.")
+
+
+#: the statuses /recommend answers besides 200, as OpenAPI declares them
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "The body could not be parsed"),
+        (408, "The body did not arrive in time (shorter than its Content-Length?)"),
+        (413, "The body is too large"),
+        (415, "The body is not JSON"),
+        (422, "Invalid input: a field, an unknown item, a repeated candidate"),
+    )
+}
 
 
 class RankedItem(BaseModel):
@@ -112,6 +134,7 @@ def create_app(
     max_batch: int = 16,
     batch_wait_ms: float = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     """The FastAPI app serving ``recommender`` (see the module docstring)."""
     batcher = Batcher(recommender.rank, max_batch=max_batch, wait_s=batch_wait_ms / 1000)
@@ -129,7 +152,7 @@ def create_app(
         description="Ranks candidate items for a user's history with a LLaRA model.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_exception_handler(RequestValidationError, _validation_error)
     model_info = getattr(recommender.model, "info", {})
 
@@ -145,14 +168,14 @@ def create_app(
             "batches": batcher.batches,
         }
 
-    @app.post("/recommend", response_model=RecommendResponse, responses={422: {"description": "Invalid input"}})
+    @app.post("/recommend", response_model=RecommendResponse, responses=ERROR_RESPONSES)
     async def recommend(request: RecommendRequest) -> RecommendResponse:
         """Rank the candidates (given, or drawn from items not in the history) and return the top ``k``."""
         try:
             query = recommender.query(request.history, request.candidates, request.seed)
             ranked = await batcher.submit(query)
         except LlaraError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
         items = [RankedItem(**vars(rec)) for rec in ranked[: request.k]]
         return RecommendResponse(items=items, history=query.history, num_candidates=len(query.candidates))
 
@@ -183,19 +206,37 @@ def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout
         sock.close()
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    """422 with one readable line per problem (``body.history: List should have at least 1 item``)."""
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with one readable line per problem (``body.history: List should have at least 1 item``);
+    415 when the body was not sent as JSON at all."""
     assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        detail = f"content type {content_type!r} is not supported; send the body as application/json"
+        return error_response(415, detail)
     problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-    return JSONResponse(status_code=422, content={"detail": "; ".join(problems)})
+    return error_response(422, "; ".join(problems))
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (``application/json`` or ``application/<x>+json``)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """``{"detail": detail}`` with ``status``: the body of every refused request."""
+    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
 
 
 class BodyLimit:
-    """ASGI middleware: read the request body up to ``max_bytes``; answer 413 beyond that."""
+    """ASGI middleware: read the request body up to ``max_bytes`` within ``timeout_s``; 413 beyond the
+    size, 408 (and the connection closed) when the body stops short of its Content-Length."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int, timeout_s: float = BODY_TIMEOUT_S) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -203,23 +244,35 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, 413, f"request body exceeds {self.max_bytes} bytes")
             return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._refuse(send)
-                return
+        try:
+            body = await asyncio.wait_for(self._read(receive), self.timeout_s)
+        except asyncio.TimeoutError:
+            detail = f"the request body did not arrive within {self.timeout_s:g} s (shorter than its Content-Length?)"
+            await self._refuse(send, 408, detail, {"connection": "close"})
+            return
+        if body is None:  # the client went away
+            return
+        if len(body) > self.max_bytes:
+            await self._refuse(send, 413, f"request body exceeds {self.max_bytes} bytes")
+            return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _refuse(self, send: Callable) -> None:
-        response = JSONResponse(status_code=413, content={"detail": f"request body exceeds {self.max_bytes} bytes"})
-        await response({"type": "http"}, _never_called, send)
+    async def _read(self, receive: Callable) -> bytes | None:
+        """The whole body, stopping once it exceeds ``max_bytes``; None on a disconnect."""
+        body, more = b"", True
+        while more and len(body) <= self.max_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        return body
+
+    @staticmethod
+    async def _refuse(send: Callable, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        await error_response(status, detail, headers)({"type": "http"}, _never_called, send)
 
 
 def _replay(body: bytes, receive: Callable) -> Callable[[], Awaitable[dict]]:

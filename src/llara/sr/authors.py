@@ -6,6 +6,10 @@ layers). :class:`_InertUnpickler` never imports or calls anything named in the p
 becomes an inert record of its constructor arguments and state, and only tensors are rebuilt, from
 the raw storages, by code in this module. The parameters found are then renamed onto our modules.
 Item ids keep the authors' numbering (``llara data prepare llara`` uses the same ids).
+
+Sizes are bounded before anything is decompressed: the archive's members may declare at most
+:data:`MAX_UNPACKED_BYTES` in all, each storage must be exactly as large as the pickle says, and every
+tensor must be a view inside its storage.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import math
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +29,11 @@ import torch
 
 from llara.errors import LlaraError
 from llara.sr.base import SequentialRecommender
-from llara.sr.checkpoint import save_sr
+from llara.sr.checkpoint import check_out_dir, save_sr
 from llara.sr.registry import build_sr
+
+#: the most bytes the members of an authors' archive may unpack to (their SR models are a few MB)
+MAX_UNPACKED_BYTES = 256 * 2**20
 
 #: the authors' root class -> our model type
 AUTHORS_CLASSES = {"SASRec": "sasrec", "GRU": "gru4rec", "Caser": "caser"}
@@ -64,6 +73,10 @@ _CASER_NAMES = {
 }
 
 
+class _Malformed(Exception):
+    """Raised inside the unpickler; reported with the file's name."""
+
+
 class _Inert:
     """Stand-in for any class a pickle names: records arguments and state, runs nothing."""
 
@@ -87,7 +100,15 @@ class _Storage:
 
 
 def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    return torch.as_strided(storage, tuple(size), tuple(stride), int(offset)).clone()
+    """The tensor a pickle describes as a view of ``storage``, refused unless the view lies inside it."""
+    numbers = [offset, *size, *stride]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers) or len(size) != len(stride):
+        raise _Malformed(f"malformed tensor header (offset {offset!r}, size {size!r}, stride {stride!r})")
+    count = math.prod(size)
+    last = offset + sum((n - 1) * step for n, step in zip(size, stride)) if count else offset - 1
+    if count > storage.numel() or last >= storage.numel():
+        raise _Malformed(f"a tensor of size {tuple(size)} at offset {offset} overruns its storage of {storage.numel()}")
+    return torch.as_strided(storage, tuple(size), tuple(stride), offset).clone()
 
 
 def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
@@ -100,7 +121,7 @@ def _numpy_scalar(dtype: _Inert, data: bytes) -> Any:
 
 def _latin1(text: str, encoding: str = "latin1") -> bytes:
     if encoding != "latin1":
-        raise LlaraError(f"unexpected encoding {encoding!r} in the pickle")
+        raise _Malformed(f"unexpected encoding {encoding!r} in the pickle")
     return codecs.encode(text, "latin1")
 
 
@@ -131,15 +152,24 @@ class _InertUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
-            raise LlaraError(f"unexpected persistent id {pid!r} in the checkpoint")
-        _, storage_type, key, _location, _numel = pid
+            raise _Malformed(f"unexpected persistent id {pid!r} in the checkpoint")
+        _, storage_type, key, _location, numel = pid
         if key not in self.storages:
-            try:
-                raw = self.archive.read(f"{self.prefix}/data/{key}")
-            except KeyError:
-                raise LlaraError(f"storage data/{key} is missing from the archive") from None
-            self.storages[key] = torch.frombuffer(bytearray(raw), dtype=storage_type.dtype) if raw else torch.empty(0)
+            self.storages[key] = self._storage(str(key), storage_type.dtype, numel)
         return self.storages[key]
+
+    def _storage(self, key: str, dtype: torch.dtype, numel: Any) -> torch.Tensor:
+        """Storage ``key``, read only when the archive declares exactly the bytes its header announces."""
+        try:
+            info = self.archive.getinfo(f"{self.prefix}/data/{key}")
+        except KeyError as exc:
+            raise _Malformed(f"storage data/{key} is missing from the archive") from exc
+        if not isinstance(numel, int) or isinstance(numel, bool) or info.file_size != numel * dtype.itemsize:
+            raise _Malformed(
+                f"storage data/{key} holds {info.file_size} bytes but its header announces {numel!r} {dtype} values"
+            )
+        raw = self.archive.read(info)
+        return torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
 
 
 def read_authors_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
@@ -147,17 +177,27 @@ def read_authors_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tens
     path = Path(path)
     if not path.is_file():
         raise LlaraError(f"{path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise LlaraError(f"{path} is not a torch zip archive (older torch.save formats are not supported)")
     try:
         with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > MAX_UNPACKED_BYTES:
+                raise LlaraError(
+                    f"{path} declares {unpacked:,} unpacked bytes, more than the {MAX_UNPACKED_BYTES:,} an authors' "
+                    "SR checkpoint needs; refused before unpacking"
+                )
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if len(pickles) != 1:
                 raise LlaraError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
             prefix = pickles[0].rpartition("/")[0]
             root = _InertUnpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix).load()
-    except zipfile.BadZipFile:
-        raise LlaraError(f"{path} is not a torch zip archive (older torch.save formats are not supported)") from None
-    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError) as exc:
-        raise LlaraError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from None
+    except _Malformed as exc:
+        raise LlaraError(f"{path}: {exc}") from exc
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError) as exc:
+        raise LlaraError(f"{path}: damaged archive ({type(exc).__name__}: {exc})") from exc
+    except (pickle.UnpicklingError, TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+        raise LlaraError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(root, _Inert) or not isinstance(root.state, dict):
         raise LlaraError(f"{path} does not hold a pickled module")
     attributes = {k: v for k, v in root.state.items() if not k.startswith("_") and not isinstance(v, _Inert)}
@@ -192,20 +232,29 @@ def authors_model(path: str | Path) -> tuple[SequentialRecommender, dict[str, An
         raise LlaraError(f"{path} holds a {cls_name!r}; known authors' models: {', '.join(AUTHORS_CLASSES)}")
     model_type = AUTHORS_CLASSES[cls_name]
     try:
-        rows, dim = params["item_embeddings.weight"].shape
-        num_items = params["s_fc.weight"].shape[0]
+        model, names = _build(path, model_type, params, attributes)
     except KeyError as exc:
-        raise LlaraError(f"{path}: parameter {exc} is missing") from None
-    if rows != num_items + 1:
-        raise LlaraError(f"{path}: {rows} embedding rows for {num_items} items (expected items + 1 pad row)")
-    max_len, hyper, names = _architecture(model_type, params, attributes)
-    model = build_sr(model_type, num_items, dim, max_len, **hyper)
+        raise LlaraError(f"{path}: parameter {exc} of the authors' {cls_name} is missing") from exc
+    except (TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise LlaraError(f"{path}: malformed {cls_name} parameters ({type(exc).__name__}: {exc})") from exc
     try:
         model.load_state_dict(_rename(params, names, path), strict=True)
     except RuntimeError as exc:
-        raise LlaraError(f"{path}: weights do not fit our {model_type}: {exc}") from None
+        raise LlaraError(f"{path}: weights do not fit our {model_type}: {exc}") from exc
     provenance = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "class": cls_name}
     return model.eval(), provenance
+
+
+def _build(
+    path: Path, model_type: str, params: dict[str, torch.Tensor], attributes: dict[str, Any]
+) -> tuple[SequentialRecommender, dict[str, str]]:
+    """Our empty model shaped like the authors' parameters, and the name map onto it."""
+    rows, dim = params["item_embeddings.weight"].shape
+    num_items = params["s_fc.weight"].shape[0]
+    if rows != num_items + 1:
+        raise LlaraError(f"{path}: {rows} embedding rows for {num_items} items (expected items + 1 pad row)")
+    max_len, hyper, names = _architecture(model_type, params, attributes)
+    return build_sr(model_type, num_items, dim, max_len, **hyper), names
 
 
 def _architecture(
@@ -226,8 +275,12 @@ def _architecture(
     return int(attributes.get("state_size", 10)), {}, _GRU_NAMES
 
 
-def import_authors_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
-    """Convert an authors' ``.pt`` file into our checkpoint folder ``out_dir`` (written atomically)."""
+def import_authors_checkpoint(path: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """Convert an authors' ``.pt`` file into our checkpoint folder ``out_dir`` (written atomically).
+
+    An existing ``out_dir`` that is not an SR checkpoint folder is refused unless ``force``.
+    """
+    check_out_dir(Path(out_dir), force)
     model, provenance = authors_model(path)
     id_space = "the authors' item ids (llara data prepare llara)"
-    return save_sr(model, out_dir, imported_from=provenance, id_space=id_space)
+    return save_sr(model, out_dir, force=force, imported_from=provenance, id_space=id_space)

@@ -12,19 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from llara.errors import LlaraError
-from llara.paths import atomic_dir
+from llara.paths import atomic_dir, check_replaceable
 from llara.sr.base import SequentialRecommender
 
 FORMAT = "llara-sr"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+#: the resumable state of an interrupted ``llara sr train`` (``llara.sr.train``)
+TRAIN_STATE = "train_state.pt"
 
 
-def save_sr(model: SequentialRecommender, out_dir: str | Path, **extra: Any) -> Path:
-    """Write ``model`` to ``out_dir`` (replaced whole, atomically); ``extra`` keys go into config.json."""
+def save_sr(model: SequentialRecommender, out_dir: str | Path, force: bool = False, **extra: Any) -> Path:
+    """Write ``model`` to ``out_dir`` (replaced whole, atomically); ``extra`` keys go into config.json.
+
+    An existing ``out_dir`` must be empty or an SR checkpoint folder (see :func:`check_out_dir`).
+    """
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
+    check_out_dir(out_dir, force)
     config = {
         "format": FORMAT,
         "model_type": model.model_type,
@@ -41,6 +47,27 @@ def save_sr(model: SequentialRecommender, out_dir: str | Path, **extra: Any) -> 
     return out_dir
 
 
+def is_sr_folder(path: Path) -> bool:
+    """Whether ``path`` holds an SR checkpoint's config or an interrupted SR training state."""
+    if (path / TRAIN_STATE).is_file():
+        return True
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
+
+
+def check_out_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse to write an SR checkpoint over a folder that is neither empty nor one of ours (unless ``force``)."""
+    check_replaceable(out_dir, is_sr_folder, "SR checkpoint folder", force)
+
+
+def fitted_data_hash(checkpoint: str | Path) -> str | None:
+    """The content hash of the prepared data the checkpoint was fitted on (None for imported ones)."""
+    return read_sr_config(checkpoint).get("data_content_hash")
+
+
 def read_sr_config(checkpoint: str | Path) -> dict[str, Any]:
     """The config.json of an SR checkpoint folder, with clear errors for anything missing."""
     checkpoint = Path(checkpoint)
@@ -52,8 +79,8 @@ def read_sr_config(checkpoint: str | Path) -> dict[str, Any]:
         )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LlaraError(f"{path} is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LlaraError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise LlaraError(f"{path} is not an llara SR config (format must be {FORMAT!r})")
     return config
@@ -74,17 +101,20 @@ def load_sr(
         kind, items = str(config["model_type"]), int(config["num_items"])
         dim, max_len = int(config["dim"]), int(config["max_len"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise LlaraError(f"{checkpoint / CONFIG}: missing or bad field {exc}") from None
+        raise LlaraError(f"{checkpoint / CONFIG}: missing or bad field {exc}") from exc
     check_compatible(checkpoint, kind, items, model_type, num_items)
-    model = build_sr(kind, items, dim, max_len, **config.get("hyperparameters", {}))
+    try:
+        model = build_sr(kind, items, dim, max_len, **config.get("hyperparameters", {}))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise LlaraError(f"{checkpoint / CONFIG}: cannot build its {kind} model ({exc})") from exc
     try:
         state = load_file(str(checkpoint / WEIGHTS))
     except (SafetensorError, OSError) as exc:
-        raise LlaraError(f"{checkpoint / WEIGHTS} is unreadable: {exc}") from None
+        raise LlaraError(f"{checkpoint / WEIGHTS} is unreadable: {exc}") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise LlaraError(f"{checkpoint / WEIGHTS} does not match its {kind} config: {exc}") from None
+        raise LlaraError(f"{checkpoint / WEIGHTS} does not match its {kind} config: {exc}") from exc
     return model.eval()
 
 

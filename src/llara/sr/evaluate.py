@@ -1,8 +1,11 @@
-"""Scoring the frozen candidates of a split with an SR model; metrics with confidence intervals."""
+"""Scoring the frozen candidates of a split with an SR model; metrics with confidence intervals.
+
+The metrics.json of an SR checkpoint (``llara sr evaluate``, ``llara evaluate``) is written by
+``llara.evaluation.evaluate``, in the same shape as a LLaRA model's; this module only scores.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,12 +15,8 @@ import torch
 
 from llara.data.dataset import PreparedData
 from llara.metrics import ranking_metrics, summarize, target_ranks
-from llara.paths import atomic_file
 from llara.sr.base import SequentialRecommender
 from llara.sr.samples import SplitTensors, split_tensors
-
-#: The metrics the CLI and the benchmarks show, in order.
-HEADLINE = ("hr@1", "hr@5", "ndcg@5", "ndcg@10", "mrr")
 
 
 @torch.no_grad()
@@ -40,36 +39,26 @@ def hit_rate_at_1(model: SequentialRecommender, tensors: SplitTensors) -> float:
     return float((predict_ranks(model, tensors) == 0).mean())
 
 
-def evaluate_sr(
-    checkpoint: str | Path,
-    data_dir: str | Path,
-    split: str = "test",
-    out: str | Path | None = None,
-    ks: Iterable[int] = (1, 3, 5, 10),
-) -> dict[str, dict[str, float]]:
-    """HR@k, NDCG@k and MRR (mean, 95% CI, n) of a checkpoint on a split's frozen candidates.
+def rank_split(
+    checkpoint: str | Path, data: PreparedData, split: str, allow_data_mismatch: bool = False
+) -> tuple[SequentialRecommender, np.ndarray]:
+    """The checkpoint's model and the 0-based rank of each ``split`` row's target among its candidates.
 
-    With ``out``, also writes them (with checkpoint, data and split) as JSON to that file, atomically.
+    A checkpoint fitted on other prepared data than ``data`` is refused unless ``allow_data_mismatch``.
     """
-    from llara.sr.checkpoint import load_sr
+    from llara.sr.checkpoint import fitted_data_hash, load_sr
 
-    data = PreparedData.load(data_dir)
+    data.check_trained_on(fitted_data_hash(checkpoint), f"SR checkpoint {checkpoint}", allow_data_mismatch)
     model = load_sr(checkpoint, num_items=data.num_items)
-    tensors = split_tensors(data, split, model.max_len)
-    metrics = summarize(ranking_metrics(predict_ranks(model, tensors), ks))
-    if out is not None:
-        report = {
-            "checkpoint": str(checkpoint),
-            "model_type": model.model_type,
-            "data": str(data_dir),
-            "data_content_hash": data.manifest.get("content_hash"),
-            "split": split,
-            "metrics": metrics,
-        }
-        with atomic_file(out) as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
-    return metrics
+    return model, predict_ranks(model, split_tensors(data, split, model.max_len))
+
+
+def evaluate_sr(
+    checkpoint: str | Path, data_dir: str | Path, split: str = "test", ks: Iterable[int] = (1, 3, 5, 10)
+) -> dict[str, dict[str, float]]:
+    """HR@k, NDCG@k and MRR (mean, 95% CI, n) of a checkpoint on a split's frozen candidates."""
+    _, ranks = rank_split(checkpoint, PreparedData.load(data_dir), split)
+    return summarize(ranking_metrics(ranks, ks))
 
 
 def seed_summary(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, float]]:

@@ -21,7 +21,7 @@ def build_sr(model_type: str, num_items: int, dim: int, max_len: int, **hyperpar
     try:
         return MODELS[model_type](num_items, dim, max_len, **hyperparameters)
     except TypeError as exc:
-        raise LlaraError(f"bad hyperparameters for {model_type}: {exc}") from None
+        raise LlaraError(f"bad hyperparameters for {model_type}: {exc}") from exc
 
 
 def build_from_config(config: SRConfig, num_items: int) -> SequentialRecommender:

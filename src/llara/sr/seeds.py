@@ -23,8 +23,11 @@ def train_seeds(
     split: str = "test",
     resume: bool = False,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train seeds ``config.seed .. config.seed + seeds - 1`` into ``OUT/seed-<s>/``; write ``OUT/seeds.json``.
+
+    ``force`` replaces ``seed-<s>`` folders that are not SR checkpoints (see :func:`train_sr`).
 
     Returns ``{"runs": [{seed, checkpoint, train_seconds, metrics}], "summary": {metric: {mean, std, n}}}``.
     """
@@ -33,7 +36,7 @@ def train_seeds(
     for seed in range(config.seed, config.seed + seeds):
         started = time.perf_counter()
         seeded = config.model_copy(update={"seed": seed})
-        checkpoint = train_sr(seeded, data_dir, out_dir / f"seed-{seed}", resume, progress)
+        checkpoint = train_sr(seeded, data_dir, out_dir / f"seed-{seed}", resume, progress, force)
         seconds = time.perf_counter() - started
         metrics = evaluate_sr(checkpoint, data_dir, split=split)
         runs.append({"seed": seed, "checkpoint": str(checkpoint), "train_seconds": seconds, "metrics": metrics})

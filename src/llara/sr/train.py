@@ -26,27 +26,31 @@ from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
 from llara.paths import atomic_file
 from llara.sr.base import SequentialRecommender
-from llara.sr.checkpoint import WEIGHTS, load_sr, read_sr_config, save_sr
+from llara.sr.checkpoint import TRAIN_STATE, WEIGHTS, check_out_dir, load_sr, read_sr_config, save_sr
 from llara.sr.evaluate import hit_rate_at_1
 from llara.sr.registry import build_from_config
 from llara.sr.samples import SplitTensors, split_tensors
 
-STATE = "train_state.pt"
-
-
 def train_sr(
-    config: SRConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: bool = True
+    config: SRConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Train ``config.model`` on ``data_dir`` into the checkpoint folder ``out_dir``; returns ``out_dir``.
 
     With ``config.l2_grid`` set, one model per L2 value is trained (see :func:`grid_search_l2`).
     ``resume=True`` continues from ``out_dir/train_state.pt`` (or returns a finished ``out_dir`` as is;
-    with neither, it starts afresh).
+    with neither, it starts afresh). An existing ``out_dir`` that is not an SR checkpoint folder is
+    refused unless ``force``.
     """
-    if config.l2_grid:
-        return grid_search_l2(config, data_dir, out_dir, resume=resume, progress=progress)
     out_dir = Path(out_dir)
-    state_path = out_dir / STATE
+    check_out_dir(out_dir, force)
+    if config.l2_grid:
+        return grid_search_l2(config, data_dir, out_dir, resume=resume, progress=progress, force=force)
+    state_path = out_dir / TRAIN_STATE
     if state_path.exists() and not resume:
         raise LlaraError(f"{out_dir} holds an interrupted run; pass --resume to continue it or delete {state_path}")
     if resume and not state_path.exists() and (out_dir / WEIGHTS).exists():
@@ -61,7 +65,9 @@ def train_sr(
             fit.restore()
         fit.run(train, val, progress)
     fit.model.load_state_dict(fit.state["best_weights"])
-    save_sr(fit.model, out_dir, data_content_hash=data.manifest.get("content_hash"), training=fit.summary())
+    save_sr(
+        fit.model, out_dir, force=force, data_content_hash=data.manifest.get("content_hash"), training=fit.summary()
+    )
     return out_dir
 
 
@@ -142,7 +148,7 @@ class _Fit:
         try:
             payload = torch.load(self.state_path, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable state is the same user error
-            raise LlaraError(f"{self.state_path} is unreadable ({exc}); delete it and train again") from None
+            raise LlaraError(f"{self.state_path} is unreadable ({exc}); delete it and train again") from exc
         if payload["config"] != self.config.model_dump(mode="json"):
             raise LlaraError(f"{self.state_path} was written with another SR config; resume with the same settings")
         if payload["data_content_hash"] != self.data_hash:
@@ -213,7 +219,12 @@ def _copy_weights(model: SequentialRecommender) -> dict[str, torch.Tensor]:
 
 
 def grid_search_l2(
-    config: SRConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: bool = True
+    config: SRConfig,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Train one model per value of ``config.l2_grid``; ``out_dir`` gets the best by validation HR@1.
 
@@ -236,6 +247,7 @@ def grid_search_l2(
     return save_sr(
         load_sr(best[1]),
         out_dir,
+        force=force,
         data_content_hash=chosen.get("data_content_hash"),
         training=chosen["training"],
         l2_grid=results,

@@ -3,7 +3,8 @@
 Lives here: ``loop`` (``train``: the training run, validation, exact resume, export), ``schedules``
 (curriculum / direct / two-stage as pure functions of the global step), ``batching`` (length-grouped
 micro-batches as a pure function of seed and epoch), ``checkpointing`` (atomic checkpoints with optimizer,
-scheduler and RNG state).
+scheduler and RNG state), ``outputs`` (what a training folder holds, the log keys, the fields that do not
+change the trained model; light, for readers of finished runs).
 
 May import: ``llara.llm``, ``llara.evaluation`` (validation metrics), ``llara.data``, ``llara.sr`` and the
 top-level modules; never ``llara.serving`` or ``llara.pipeline``.

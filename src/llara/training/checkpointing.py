@@ -10,14 +10,19 @@ A checkpoint folder ``checkpoints/step-000123/`` holds::
 
 The folder appears whole or not at all (``llara.paths.atomic_dir``); the data position is a pure
 function of the step (``llara.training.batching``), so nothing else is needed to continue exactly.
+A checkpoint damaged on disk afterwards (a truncated file) is skipped on resume in favour of the
+previous complete one (:func:`newest_readable`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,8 @@ from torch import nn
 
 from llara.errors import LlaraError
 from llara.paths import atomic_dir
+
+logger = logging.getLogger(__name__)
 
 KEEP = 2
 _NAME = re.compile(r"^step-(\d+)$")
@@ -98,27 +105,59 @@ def remove_partial(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def read_state(folder: Path) -> dict[str, Any]:
-    """The ``state.json`` of a checkpoint (step, data position, config fingerprint)."""
-    try:
-        return json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise LlaraError(f"checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one") from None
+class UnreadableCheckpoint(LlaraError):
+    """A checkpoint folder whose files cannot be read back (truncated or damaged on disk)."""
 
 
-def load_checkpoint(
-    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, process_index: int
-) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and this process's RNG state; return ``state.json``."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything a checkpoint folder holds, read into memory but not yet applied to a run."""
+
+    folder: Path
+    state: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, torch.Tensor]
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """Read every file of checkpoint ``folder``; any that cannot be read raises :class:`UnreadableCheckpoint`."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        weights = load_file(str(folder / "trainable.safetensors"))
-        optimizer_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
-        scheduler_state = json.loads((folder / "scheduler.json").read_text(encoding="utf-8"))
-        rng = load_file(str(folder / "rng.safetensors"))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise LlaraError(f"checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one") from None
+        return Checkpoint(
+            folder=folder,
+            state=json.loads((folder / "state.json").read_text(encoding="utf-8")),
+            weights=load_file(str(folder / "trainable.safetensors")),
+            optimizer=torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"),
+            scheduler=json.loads((folder / "scheduler.json").read_text(encoding="utf-8")),
+            rng=load_file(str(folder / "rng.safetensors")),
+        )
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
+        raise UnreadableCheckpoint(f"checkpoint {folder} is unreadable ({type(exc).__name__}: {exc})") from exc
+
+
+def newest_readable(root: Path) -> Checkpoint | None:
+    """The newest complete checkpoint under ``root`` that reads back whole; damaged newer ones are skipped
+    with a warning. None when there is no checkpoint; an error when there are some but none reads."""
+    found = list_checkpoints(root)
+    for folder in reversed(found):
+        try:
+            return read_checkpoint(folder)
+        except UnreadableCheckpoint as exc:
+            logger.warning("%s; trying the previous checkpoint", exc)
+    if found:
+        raise LlaraError(f"no checkpoint under {root} is readable; train again without --resume")
+    return None
+
+
+def apply_checkpoint(
+    checkpoint: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, process_index: int
+) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and this process's RNG state; return ``state.json``."""
+    folder, weights, rng = checkpoint.folder, checkpoint.weights, checkpoint.rng
     expected = set(trainable_state(model))
     if set(weights) != expected:
         raise LlaraError(
@@ -126,10 +165,10 @@ def load_checkpoint(
             f"({len(set(weights) ^ expected)} names differ); was the model config changed?"
         )
     model.load_state_dict(weights, strict=False)
-    optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
+    optimizer.load_state_dict(checkpoint.optimizer)
+    scheduler.load_state_dict(checkpoint.scheduler)
     key = f"rank{process_index}"
     if key not in rng:
         raise LlaraError(f"checkpoint {folder} was written by {len(rng)} process(es); resume with as many")
     set_rng_state(rng[key])
-    return read_state(folder)
+    return checkpoint.state

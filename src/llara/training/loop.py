@@ -2,7 +2,9 @@
 
 One optimizer step = ``batch_size`` rows = micro-batch x accumulation x processes. All micro-batches of a
 step share one prompt mode drawn by the schedule (``llara.training.schedules``) from the global step. The loss
-is causal-LM cross-entropy on the answer tokens only. Out folder::
+is the objective named by ``train.objective`` (``llara.training.objectives``; the paper's is ``sft``,
+causal-LM cross-entropy on the answer tokens only). A stage can start from an earlier export
+(``train.init_from``) and stop on a wall-clock budget (``train.max_minutes``). Out folder::
 
     config.yaml      the resolved experiment config
     metrics.jsonl    one line per optimizer step (and per validation)
@@ -13,11 +15,12 @@ is causal-LM cross-entropy on the answer tokens only. Out folder::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +31,42 @@ import torch
 from llara.training import checkpointing
 from llara.training.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
 from llara.config import ExperimentConfig, TrainConfig, dump_config
+from llara.training.objectives import (
+    RANKING_OBJECTIVES,
+    REFERENCE_OBJECTIVES,
+    ObjectiveContext,
+    ObjectiveOutput,
+    get_objective,
+)
 from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.model import IGNORE_INDEX, LlaraModel
-from llara.paths import atomic_file
+from llara.paths import atomic_file, check_replaceable
 from llara.llm.prompts import uses_behavior_tokens
+from llara.training.objectives.preference import reference_scores
+from llara.training.outputs import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    EXPORT_DIR,
+    LOSS_KEY,
+    MODE_KEY,
+    NON_MODEL_FIELDS,
+    STEP_KEY,
+    TENSORBOARD_DIR,
+    TRAIN_LOG,
+    VAL_HR_KEY,
+    VAL_LOSS_KEY,
+)
 
-#: train-section fields that may change between a run and its resume (they do not alter the trajectory)
-RESUME_FREE = {"out_dir", "save_every", "eval_every", "eval_rows", "tensorboard"}
+logger = logging.getLogger(__name__)
+
+#: preference objectives: the starting model's candidate scores, per prompt mode (safetensors)
+REFERENCE_FILE = "reference_scores.safetensors"
 
 
 def warmup_cosine(total_steps: int, warmup_ratio: float, min_ratio: float) -> Callable[[int], float]:
     """LR factor per step: linear warm-up from ``min_ratio`` over ``warmup_ratio`` of the steps, then cosine
-    down to ``min_ratio`` (SPEC.md: from lr/100, 5% warm-up, cosine to lr/100)."""
+    down to ``min_ratio`` (docs/method.md: from lr/100, 5% warm-up, cosine to lr/100)."""
     warmup = max(1, round(warmup_ratio * total_steps))
 
     def factor(step: int) -> float:
@@ -62,20 +88,36 @@ def build_optimizer(model: LlaraModel, lr: float, weight_decay: float, projector
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def train(config: ExperimentConfig, resume: bool = False, progress: bool = True) -> Path:
+def train(
+    config: ExperimentConfig,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
+    allow_data_mismatch: bool = False,
+) -> Path:
     """Train LLaRA as ``config`` says and return the export folder (``<out_dir>/export``).
 
     With ``resume`` the newest complete checkpoint in ``<out_dir>/checkpoints`` is continued exactly
-    (same batches, schedule draws, dropout masks and optimizer state as an uninterrupted run).
+    (same batches, schedule draws, dropout masks and optimizer state as an uninterrupted run); a damaged
+    newest checkpoint is skipped for the previous one. An existing ``out_dir`` that is not a training run
+    folder is refused unless ``force``; an SR checkpoint or ``init_from`` export trained on other
+    prepared data than ``data_dir`` is refused unless ``allow_data_mismatch``.
     """
-    run = _Run(config, resume=resume, progress=progress)
+    run = _Run(config, resume=resume, progress=progress, force=force, allow_data_mismatch=allow_data_mismatch)
     return run.fit()
+
+
+def is_training_folder(path: Path) -> bool:
+    """Whether ``path`` holds what a training run writes first (its config and its log or checkpoints)."""
+    return (path / CONFIG_FILE).is_file() and ((path / TRAIN_LOG).is_file() or (path / CHECKPOINTS_DIR).is_dir())
 
 
 class _Run:
     """The state of one training run (kept in one place so the loop body stays short)."""
 
-    def __init__(self, config: ExperimentConfig, resume: bool, progress: bool) -> None:
+    def __init__(
+        self, config: ExperimentConfig, resume: bool, progress: bool, force: bool, allow_data_mismatch: bool
+    ) -> None:
         from accelerate.utils import set_seed
 
         from llara.data.dataset import PreparedData
@@ -86,14 +128,20 @@ class _Run:
                 "train.data_dir is not set: prepare data (`llara data prepare`) and pass train.data_dir=DIR"
             )
         self.out = Path(self.tc.out_dir or Path("runs") / config.name)
+        check_replaceable(self.out, is_training_folder, "training run folder", force)
         self.accelerator, self.plan = _accelerator(self.tc)
         self.sharded = self.accelerator.distributed_type == "DEEPSPEED"
         self.progress = progress and self.accelerator.is_main_process
         set_seed(self.tc.seed)
         self.data = PreparedData.load(self.tc.data_dir)
+        self._check_trained_on_data(allow_data_mismatch)
         self.rows = _training_rows(self.data.split("train"), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
         self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint)
+        self.objective = _objective(config)
+        self.model.info["rank_score"] = rank_score(self.tc)
+        if self.tc.init_from:
+            self.model.load_trained(self.tc.init_from)
         micro_batches = len(epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, 0))
         self.steps_per_epoch = self.plan.steps_per_epoch(micro_batches)
         if self.steps_per_epoch < 1:
@@ -110,21 +158,35 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self._epoch_cache: tuple[int, list[np.ndarray]] = (-1, [])
         self.start = self._restore() if resume else self._fresh()
+        self.reference = self._reference_scores()
+        self.best = -1.0
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ setup
 
+    def _check_trained_on_data(self, allow_mismatch: bool) -> None:
+        """Refuse an SR checkpoint or ``init_from`` export fitted on other prepared data than ``data_dir``."""
+        from llara.llm.model import export_data_hash
+        from llara.sr.checkpoint import fitted_data_hash
+
+        if self.tc.sr_checkpoint:
+            recorded = fitted_data_hash(self.tc.sr_checkpoint)
+            self.data.check_trained_on(recorded, f"train.sr_checkpoint {self.tc.sr_checkpoint}", allow_mismatch)
+        if self.tc.init_from:
+            recorded = export_data_hash(self.tc.init_from)
+            self.data.check_trained_on(recorded, f"train.init_from {self.tc.init_from}", allow_mismatch)
+
     def _fingerprint(self) -> dict[str, Any]:
-        train = {k: v for k, v in self.tc.model_dump(mode="json").items() if k not in RESUME_FREE}
+        train = {k: v for k, v in self.tc.model_dump(mode="json").items() if k not in NON_MODEL_FIELDS}
         return {"model": self.config.model.model_dump(mode="json"), "train": train}
 
     def _fresh(self) -> int:
         if self.accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
-            with atomic_file(self.out / "config.yaml") as handle:
+            shutil.rmtree(self.out / CHECKPOINTS_DIR, ignore_errors=True)
+            with atomic_file(self.out / CONFIG_FILE) as handle:
                 handle.write(dump_config(self.config))
-            (self.out / "metrics.jsonl").write_text("", encoding="utf-8")
+            (self.out / TRAIN_LOG).write_text("", encoding="utf-8")
         self.accelerator.wait_for_everyone()
         return 0
 
@@ -134,23 +196,23 @@ class _Run:
                 "--resume is implemented for single-process and DDP runs; DeepSpeed shards the optimizer state, "
                 "which these checkpoints do not gather: start again or use configs/accelerate/ddp.yaml"
             )
-        found = checkpointing.list_checkpoints(self.out / "checkpoints")
-        if not found:
+        found = checkpointing.newest_readable(self.out / CHECKPOINTS_DIR)
+        if found is None:
             return self._fresh()
-        saved = checkpointing.read_state(found[-1]).get("fingerprint", {})
+        saved = found.state.get("fingerprint", {})
         if saved != self._fingerprint():
             changed = ", ".join(_changed_keys(saved, self._fingerprint()))
             raise LlaraError(
-                f"cannot resume {found[-1]}: the config changed ({changed}); "
+                f"cannot resume {found.folder}: the config changed ({changed}); "
                 "restore those values or train into a new train.out_dir"
             )
-        state = checkpointing.load_checkpoint(
-            found[-1], self.model, self.optimizer, self.scheduler, self.accelerator.process_index
+        state = checkpointing.apply_checkpoint(
+            found, self.model, self.optimizer, self.scheduler, self.accelerator.process_index
         )
         step = int(state["step"])
         if self.accelerator.is_main_process:
-            checkpointing.remove_partial(self.out / "checkpoints")
-            _truncate_metrics(self.out / "metrics.jsonl", step)
+            checkpointing.remove_partial(self.out / CHECKPOINTS_DIR)
+            _truncate_metrics(self.out / TRAIN_LOG, step)
         self.accelerator.wait_for_everyone()
         return step
 
@@ -164,67 +226,114 @@ class _Run:
         prompt_mode = self.config.model.prompt_mode
         hard = sum(uses_behavior_tokens(self.schedule.batch_mode(t, prompt_mode)) for t in range(self.start))
         began = time.perf_counter()
+        budget = self.tc.max_minutes * 60 if self.tc.max_minutes else math.inf
         with _MetricsLog(self.out, self.accelerator.is_main_process, self.tc.tensorboard) as log:
             for step in range(self.start, self.total_steps):
                 mode = self.schedule.batch_mode(step, prompt_mode)
                 record = self._step(step, mode)
                 hard += uses_behavior_tokens(mode)
-                record.update(hybrid_fraction=hard / (step + 1), elapsed_s=time.perf_counter() - began)
+                record.update(behavior_fraction=hard / (step + 1), elapsed_s=time.perf_counter() - began)
                 log.write(record)
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", hybrid=f"{hard / (step + 1):.2f}"
+                    loss=f"{record[LOSS_KEY]:.4f}", lr=f"{record['lr']:.2e}", behavior=f"{hard / (step + 1):.2f}"
                 )
                 done = step + 1
-                if self.tc.eval_every and done % self.tc.eval_every == 0:
-                    log.write({"step": done, "val_loss": self.validate()})
-                if (self.tc.save_every and done % self.tc.save_every == 0) or done == self.total_steps:
+                out_of_time = self._out_of_time(began, budget)
+                last = done == self.total_steps or out_of_time
+                if self.tc.eval_every and (done % self.tc.eval_every == 0 or last):
+                    log.write(self._validation_record(done))
+                if (self.tc.save_every and done % self.tc.save_every == 0) or last:
                     self.save_checkpoint(done)
+                if out_of_time:
+                    log.write({STEP_KEY: done, "stopped": f"train.max_minutes={self.tc.max_minutes} spent"})
+                    break
         bar.close()
+        if self.tc.keep_best and self.best >= 0:
+            return self.out / EXPORT_DIR
         return self.export()
+
+    def _out_of_time(self, began: float, budget: float) -> bool:
+        """Whether the wall-clock budget is spent (decided by the main process, so all processes agree)."""
+        spent = torch.tensor(float(time.perf_counter() - began >= budget), device=self.accelerator.device)
+        return bool(self.accelerator.reduce(spent, reduction="sum") > 0) if math.isfinite(budget) else False
+
+    def _validation_record(self, step: int) -> dict[str, Any]:
+        """Validation loss and HR@1 (rank); with ``keep_best`` an improved HR@1 is exported right away."""
+        loss, hits = self.validate()
+        if self.tc.keep_best and hits > self.best:
+            self.best = hits
+            self.export()
+        return {STEP_KEY: step, VAL_LOSS_KEY: loss, VAL_HR_KEY: hits}
 
     def _step(self, step: int, mode: str) -> dict[str, Any]:
         """One optimizer step over this process's micro-batches; returns the step's metrics (all processes)."""
         epoch, in_epoch = divmod(step, self.steps_per_epoch)
         self.wrapped.train()
-        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, real tokens, padded tokens
+        sums: dict[str, torch.Tensor] = {}
+        count, tokens, positions = 0, 0, 0
         for indices in self.plan.micro_batches(self._epoch_batches(epoch), in_epoch):
-            batch = self.model.encode_training(self.rows.iloc[indices].to_dict("records"), mode)
-            mask = batch["attention_mask"]
-            loss = self._micro_step(batch, step, mode)
-            totals += torch.tensor([loss, 1.0, float(mask.sum()), float(mask.numel())], dtype=torch.float64)
+            rows = self.rows.iloc[indices].to_dict("records")
+            context = ObjectiveContext(mode, step, self.tc, np.asarray(indices), self.accelerator.device, self.reference)
+            output = self._micro_step(rows, context)
+            for key, value in {LOSS_KEY: output.loss.detach(), **output.logs}.items():
+                sums[key] = sums.get(key, 0.0) + value.float()
+            count, tokens, positions = count + 1, tokens + output.tokens, positions + output.positions
         lr = self.scheduler.get_last_lr()[0]
         self.scheduler.step()
-        loss_sum, count, tokens, padded = self.accelerator.reduce(
-            totals.float().to(self.accelerator.device), reduction="sum"
-        ).tolist()
+        keys = sorted(sums)
+        counters = torch.tensor([float(count), float(tokens), float(positions)])
+        totals = torch.cat([torch.stack([sums[k].cpu() for k in keys]), counters])
+        reduced = self.accelerator.reduce(totals.to(self.accelerator.device), reduction="sum").tolist()
+        count, tokens, positions = reduced[-3:]
+        values = {key: value / count for key, value in zip(keys, reduced)}
+        if not math.isfinite(values[LOSS_KEY]):
+            raise LlaraError(
+                f"training loss is {values[LOSS_KEY]} at step {step} (mode {mode}); lower train.lr, "
+                "use mixed_precision=bf16 instead of fp16, or check the data"
+            )
         return {
-            "step": step + 1,
+            STEP_KEY: step + 1,
             "epoch": epoch,
-            "loss": loss_sum / count,
+            **values,
             "lr": lr,
-            "mode": mode,
+            MODE_KEY: mode,
             "tokens": int(tokens),
-            "padding_fraction": 1.0 - tokens / padded,
+            "padding_fraction": 1.0 - tokens / positions,
         }
 
-    def _micro_step(self, batch: dict[str, torch.Tensor], step: int, mode: str) -> float:
+    def _micro_step(self, rows: list[dict[str, Any]], context: ObjectiveContext) -> ObjectiveOutput:
         """Forward and backward of one micro-batch; the optimizer steps on the last one of a step."""
         acc, model = self.accelerator, self.wrapped
         with acc.accumulate(model):
-            loss = model(**{k: v.to(acc.device) for k, v in batch.items()}).loss
-            value = loss.item()
-            if not math.isfinite(value):
-                raise LlaraError(
-                    f"training loss is {value} at step {step} (mode {mode}); lower train.lr, "
-                    "use mixed_precision=bf16 instead of fp16, or check the data"
-                )
-            acc.backward(loss)
+            output = self.objective(model, self.model, rows, context)
+            acc.backward(output.loss)
             if acc.sync_gradients:
                 acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
             self.prepared_optimizer.step()
             self.prepared_optimizer.zero_grad()
-        return value
+        return output
+
+    def _reference_scores(self) -> dict[str, torch.Tensor]:
+        """Preference objectives: the starting model's scores of every training row, per prompt mode the
+        schedule can draw (computed once, cached in the out folder so a resume reads them back)."""
+        if self.tc.objective not in REFERENCE_OBJECTIVES:
+            return {}
+        from safetensors.torch import load_file, save
+
+        path = self.out / REFERENCE_FILE
+        if path.is_file():
+            return load_file(str(path))
+        modes = sorted({self.schedule.batch_mode(t, self.config.model.prompt_mode) for t in range(self.total_steps)})
+        records = self.rows.to_dict("records")
+        scores = {
+            mode: reference_scores(self.model, records, mode, self.tc.micro_batch_size, self.accelerator.device)
+            for mode in modes
+        }
+        if self.accelerator.is_main_process:
+            with atomic_file(path, "wb") as handle:
+                handle.write(save(scores))
+        return scores
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The micro-batches of ``epoch`` (computed once per epoch)."""
@@ -233,45 +342,53 @@ class _Run:
             self._epoch_cache = (epoch, batches)
         return self._epoch_cache[1]
 
-    def validate(self) -> float:
-        """Answer-token loss on the validation split (``eval_rows`` rows), averaged over all processes."""
+    def validate(self) -> tuple[float, float]:
+        """Answer-token loss and HR@1 by likelihood ranking (the model's own ranking score) on the
+        validation split (``eval_rows`` rows), over all processes."""
+        from llara.evaluation.ranking import score_candidates
+
         acc, model = self.accelerator, self.wrapped
         rows = self.data.split("val")
         if self.tc.eval_rows:
             rows = rows.head(self.tc.eval_rows)
         mine = rows.iloc[acc.process_index :: acc.num_processes]
-        total = torch.zeros(2, device=acc.device)
+        total = torch.zeros(3, device=acc.device)  # loss x tokens, tokens, hits
         model.eval()
         with torch.no_grad():
             for start in range(0, len(mine), self.tc.micro_batch_size):
                 part = mine.iloc[start : start + self.tc.micro_batch_size].to_dict("records")
                 batch = {k: v.to(acc.device) for k, v in self.model.encode_training(part).items()}
                 count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                total += torch.stack([model(**batch).loss.float() * count, count.float()])
+                scores = score_candidates(self.model, part, len(part)).ranking(self.model.rank_score)
+                hits = sum(int(row["candidates"][int(np.argmax(s))] == row["target"]) for row, s in zip(part, scores))
+                total += torch.stack([model(**batch).loss.float() * count, count.float(), torch.tensor(float(hits))])
         total = acc.reduce(total, reduction="sum")
-        return (total[0] / total[1].clamp(min=1)).item()
+        return (total[0] / total[1].clamp(min=1)).item(), (total[2] / max(len(rows), 1)).item()
 
     def save_checkpoint(self, step: int) -> Path | None:
         """Write checkpoint ``step`` (main process) with every process's RNG state (not under DeepSpeed)."""
         from accelerate.utils import gather_object
 
         if self.sharded:
+            if self.accelerator.is_main_process:
+                logger.warning("step %d: no checkpoint written (DeepSpeed shards the optimizer state, which "
+                               "checkpoints do not gather; use configs/accelerate/ddp.yaml to resume)", step)
             return None
         rng_states = gather_object([checkpointing.rng_state()])
-        folder = self.out / "checkpoints" / checkpointing.checkpoint_name(step)
+        folder = self.out / CHECKPOINTS_DIR / checkpointing.checkpoint_name(step)
         if self.accelerator.is_main_process:
             epoch, in_epoch = divmod(step, self.steps_per_epoch)
             state = {"epoch": epoch, "step_in_epoch": in_epoch, "total_steps": self.total_steps,
                      "fingerprint": self._fingerprint()}
             checkpointing.save_checkpoint(
-                self.out / "checkpoints", step, self.model, self.optimizer, self.scheduler, rng_states, state
+                self.out / CHECKPOINTS_DIR, step, self.model, self.optimizer, self.scheduler, rng_states, state
             )
         self.accelerator.wait_for_everyone()
         return folder
 
     def export(self) -> Path:
         """Save the trained model to ``<out>/export`` (main process) and return the folder."""
-        folder = self.out / "export"
+        folder = self.out / EXPORT_DIR
         if self.accelerator.is_main_process:
             self.model.save(folder)
         self.accelerator.wait_for_everyone()
@@ -282,15 +399,15 @@ class _MetricsLog:
     """metrics.jsonl lines on the main process (and TensorBoard scalars when asked for)."""
 
     def __init__(self, out: Path, enabled: bool, tensorboard: bool) -> None:
-        self.path, self.enabled, self.tensorboard, self.writer = out / "metrics.jsonl", enabled, tensorboard, None
+        self.path, self.enabled, self.tensorboard, self.writer = out / TRAIN_LOG, enabled, tensorboard, None
 
     def __enter__(self) -> _MetricsLog:
         if self.enabled and self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise LlaraError("train.tensorboard=true needs tensorboard: pip install 'llara[tensorboard]'") from None
-            self.writer = SummaryWriter(str(self.path.parent / "tensorboard"))
+            except ImportError as exc:
+                raise LlaraError("train.tensorboard=true needs tensorboard: pip install 'llara[tensorboard]'") from exc
+            self.writer = SummaryWriter(str(self.path.parent / TENSORBOARD_DIR))
         self.handle = open(self.path, "a", encoding="utf-8") if self.enabled else None
         return self
 
@@ -301,14 +418,30 @@ class _MetricsLog:
         self.handle.flush()
         if self.writer is not None:
             for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(key, value, record["step"])
+                if isinstance(value, (int, float)) and key != STEP_KEY:
+                    self.writer.add_scalar(key, value, record[STEP_KEY])
 
     def __exit__(self, *exc: object) -> None:
         if self.handle is not None:
             self.handle.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def rank_score(tc: TrainConfig) -> str:
+    """The candidate score a model trained with ``tc`` ranks by: the per-token mean for length-normalised
+    listwise training, else the summed log-likelihood."""
+    return "mean" if tc.objective == "listwise" and tc.listwise_score == "mean" else "total"
+
+
+def _objective(config: ExperimentConfig) -> Any:
+    """The configured objective; answer tokens only exist in the packed layout of ranking objectives."""
+    if config.model.answer_token != "none" and config.train.objective not in RANKING_OBJECTIVES:
+        raise LlaraError(
+            f"model.answer_token={config.model.answer_token} needs a ranking objective "
+            f"(train.objective one of {', '.join(RANKING_OBJECTIVES)}), not {config.train.objective}"
+        )
+    return get_objective(config.train.objective)
 
 
 def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
@@ -361,17 +494,28 @@ def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after ``step`` (they belong to the interrupted part of a run)."""
+    """Drop metric lines written after ``step`` (they belong to the interrupted part of a run), and a last
+    line torn by the interruption; a damaged line before the last is an error naming it."""
     if not path.is_file():
         return
-    kept = [line for line in _lines(path) if json.loads(line).get("step", 0) <= step]
+    lines = _lines(path)
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break  # written when the run was killed
+            raise LlaraError(f"{path}, line {number} is not JSON ({exc}); fix or delete that line") from exc
+        if record.get(STEP_KEY, 0) <= step:
+            kept.append(line)
     with atomic_file(path) as handle:
         handle.write("".join(line + "\n" for line in kept))
 
 
-def _lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as handle:
-        yield from (line.rstrip("\n") for line in handle if line.strip())
+def _lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

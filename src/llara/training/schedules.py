@@ -1,4 +1,4 @@
-"""Curriculum prompt tuning schedules as pure functions of the global optimizer step (SPEC.md, point 3).
+"""Curriculum prompt tuning schedules as pure functions of the global optimizer step (docs/method.md).
 
 At step ``t`` of ``T`` the batch is "hard" (the configured behavioral prompt mode, e.g. hybrid) with
 probability ``p(t)``, else "easy" (text-only):
@@ -14,13 +14,15 @@ resume, and whatever the data-loader workers do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
+from llara.config import Schedule as ScheduleName
 from llara.errors import LlaraError
 from llara.llm.prompts import uses_behavior_tokens
 
-SCHEDULES = ("curriculum", "direct", "two-stage")
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 EASY_MODE = "text"
 
 

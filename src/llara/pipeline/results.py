@@ -1,0 +1,153 @@
+"""What a run folder holds for its report: the run index, the results rows and the training logs.
+
+``llara run`` writes ``run.json`` (a :class:`RunIndex`: one :class:`VariantEntry` per variant, paths
+relative to the run folder) beside ``config.yaml`` and ``environment.json``. The report and the plots
+read the folder back through the loaders below, so ``llara report RUN_DIR`` redraws a report without
+running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from llara.errors import LlaraError
+from llara.paths import atomic_file
+
+RUN_INDEX = "run.json"
+RUN_CONFIG = "config.yaml"
+ENVIRONMENT = "environment.json"
+
+Summary = dict[str, float]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantEntry:
+    """One variant in the run index: what it is and where its outputs lie (relative to the run folder).
+
+    ``metrics``: its ``metrics.json`` (written by :mod:`llara.evaluation.evaluate`); ``train_log``: its
+    training log when tuned; ``behavioral``: whether its prompts can carry behavioral tokens;
+    ``schedule``: its training schedule (``train.schedule``) when tuned.
+    """
+
+    name: str
+    kind: str
+    metrics: str
+    description: str = ""
+    train_log: str | None = None
+    behavioral: bool = False
+    schedule: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VariantEntry:
+        """An entry from its JSON object (keys this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclass(frozen=True)
+class RunIndex:
+    """The run index (``run.json``): the run's name, when it was written, its variants in order, and the
+    variant the others are compared with row by row."""
+
+    name: str
+    created: str
+    variants: list[VariantEntry]
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One line of the results table: a variant evaluated under one protocol."""
+
+    variant: str
+    kind: str
+    description: str
+    protocol: str
+    metrics: dict[str, Summary]
+
+    @property
+    def rows(self) -> int | None:
+        """Number of evaluated rows (the ``n`` of HR@1)."""
+        summary = self.metrics.get("hr@1")
+        return int(summary["n"]) if summary else None
+
+
+@dataclass(frozen=True)
+class VariantLog:
+    """A trained variant's log: one dict per logged optimizer step (``llara.training.outputs`` names the
+    keys); ``behavioral`` if its prompts can carry behavioral tokens (then its realised schedule is
+    drawn), ``schedule`` the schedule it was trained with."""
+
+    variant: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    behavioral: bool = False
+    schedule: str | None = None
+
+
+def write_index(run_dir: Path, index: RunIndex) -> None:
+    """Write ``run.json`` atomically."""
+    with atomic_file(run_dir / RUN_INDEX) as handle:
+        json.dump(asdict(index), handle, indent=2)
+
+
+def load_index(run_dir: Path) -> RunIndex:
+    """The run index written by the pipeline."""
+    if not (run_dir / RUN_INDEX).is_file():
+        raise LlaraError(f"{run_dir} is not a run folder (no {RUN_INDEX}); run `llara run CONFIG` first")
+    data = read_json(run_dir / RUN_INDEX)
+    variants = [VariantEntry.from_json(entry) for entry in data["variants"]]
+    return RunIndex(data["name"], data.get("created", "?"), variants, data.get("reference"))
+
+
+def load_results(run_dir: Path, index: RunIndex) -> list[ResultRow]:
+    """Every (variant, protocol) result named in the index, in index order."""
+    return [
+        ResultRow(entry.name, entry.kind, entry.description, protocol, metrics)
+        for entry in index.variants
+        for protocol, metrics in read_json(run_dir / entry.metrics)["metrics"].items()
+    ]
+
+
+def load_logs(run_dir: Path, index: RunIndex) -> list[VariantLog]:
+    """Training logs of the trained variants (those whose log file exists)."""
+    return [
+        VariantLog(entry.name, read_jsonl(run_dir / entry.train_log), entry.behavioral, entry.schedule)
+        for entry in index.variants
+        if entry.train_log and (run_dir / entry.train_log).is_file()
+    ]
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file, with a clear error naming it when missing or malformed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise LlaraError(f"{path} is missing; re-run `llara run` to rebuild the run folder") from exc
+    except json.JSONDecodeError as exc:
+        raise LlaraError(f"{path} is not valid JSON ({exc}); re-run `llara run`") from exc
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file.
+
+    A malformed last line (a write cut short by a crash) is skipped with a warning naming it; a malformed
+    line before the last is an error naming it.
+    """
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+    numbered = [(number, line) for number, line in lines if line.strip()]
+    records = []
+    for number, line in numbered:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number != numbered[-1][0]:
+                raise LlaraError(f"{path}, line {number}: not valid JSON ({exc}); the log is damaged") from exc
+            logger.warning("%s, line %d: skipped a half-written last line", path, number)
+    return records

@@ -1,0 +1,170 @@
+"""Training objectives against naive per-candidate references; user and answer tokens end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llara.config import ModelConfig, TrainConfig
+from llara.evaluation.ranking import score_candidates, score_candidates_naive
+from llara.llm.model import LlaraModel
+from llara.llm.packing import pack_candidates
+from llara.serving.recommend import Recommender
+from llara.training.objectives import ObjectiveContext, get_objective
+from llara.training.objectives.preference import negative_columns
+
+
+@pytest.fixture(scope="module")
+def evidence_model(tiny_data, tiny_llama: Path, sr_checkpoint: Path) -> LlaraModel:
+    """Hybrid prompts with a user token and interaction answer tokens; trainable LoRA and projectors."""
+    torch.manual_seed(0)
+    config = ModelConfig(base_model=str(tiny_llama), prompt_mode="hybrid", user_token=True, answer_token="interaction")
+    return LlaraModel.from_config(config, tiny_data, sr_checkpoint).eval()
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_data) -> list[dict]:
+    return tiny_data.split("train").head(3).to_dict("records")
+
+
+def context(rows: list[dict], **train: object) -> ObjectiveContext:
+    reference = {"hybrid": torch.linspace(-3.0, 1.0, 20 * 8).reshape(8, 20)}
+    return ObjectiveContext("hybrid", 5, TrainConfig(**train), np.arange(len(rows)), torch.device("cpu"), reference)
+
+
+def naive_scores(model: LlaraModel, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = score_candidates_naive(model, rows)
+    return torch.tensor(np.stack(scores.total)), torch.tensor(np.stack(scores.mean))
+
+
+def target_index(rows: list[dict]) -> torch.Tensor:
+    return torch.tensor([list(row["candidates"]).index(row["target"]) for row in rows])
+
+
+@pytest.mark.parametrize("score", ["mean", "sum"])
+def test_listwise_equals_a_naive_per_candidate_computation(evidence_model, rows, score) -> None:
+    ctx = context(rows, objective="listwise", listwise_score=score, temperature=0.5, sft_weight=0.3)
+    got = get_objective("listwise")(evidence_model, evidence_model, rows, ctx).loss
+    total, mean = naive_scores(evidence_model, rows)
+    target = target_index(rows)
+    logits = (mean if score == "mean" else total) / 0.5
+    sft = -mean.gather(1, target[:, None]).mean()
+    expected = F.cross_entropy(logits, target) + 0.3 * sft
+    assert abs(float(got) - float(expected)) < 1e-4
+
+
+def test_sdpo_equals_the_softmax_dpo_formula_on_naive_scores(evidence_model, rows) -> None:
+    ctx = context(rows, objective="sdpo", negatives=3, beta=0.7)
+    got = get_objective("sdpo")(evidence_model, evidence_model, rows, ctx).loss
+    total, _ = naive_scores(evidence_model, rows)
+    reference = ctx.reference["hybrid"]
+    losses = []
+    for b, row in enumerate(rows):
+        w = list(row["candidates"]).index(row["target"])
+        d = lambda c: total[b, c] - reference[b, c]  # noqa: E731
+        negatives = negative_columns(row, 3, ctx.config.seed, ctx.step, b)
+        assert w not in negatives and len(negatives) == 3
+        inner = torch.logsumexp(torch.stack([0.7 * (d(c) - d(w)) for c in negatives]), dim=0)
+        losses.append(-F.logsigmoid(-inner))
+    assert abs(float(got) - float(torch.stack(losses).mean())) < 1e-4
+
+
+def test_sdpo_with_one_negative_is_dpo(evidence_model, rows) -> None:
+    sdpo = get_objective("sdpo")(evidence_model, evidence_model, rows, context(rows, objective="sdpo", negatives=1)).loss
+    dpo = get_objective("dpo")(evidence_model, evidence_model, rows, context(rows, objective="dpo")).loss
+    total, _ = naive_scores(evidence_model, rows)
+    reference = context(rows).reference["hybrid"]
+    expected = []
+    for b, row in enumerate(rows):
+        w = list(row["candidates"]).index(row["target"])
+        (l,) = negative_columns(row, 1, 0, 5, b)
+        margin = (total[b, w] - reference[b, w]) - (total[b, l] - reference[b, l])
+        expected.append(-F.logsigmoid(margin))
+    assert float(sdpo) == pytest.approx(float(dpo), abs=1e-6)
+    assert float(dpo) == pytest.approx(float(torch.stack(expected).mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sft", "listwise", "sdpo"])
+def test_every_objective_sends_gradients_to_lora_and_every_projector(evidence_model, rows, name) -> None:
+    evidence_model.zero_grad()
+    objective_config = {"objective": name, "sft_weight": 1.0}
+    get_objective(name)(evidence_model, evidence_model, rows, context(rows, **objective_config)).loss.backward()
+    grads = {n: p.grad for n, p in evidence_model.named_parameters() if p.requires_grad}
+    assert any("lora_" in n and g is not None and g.abs().sum() > 0 for n, g in grads.items())
+    projectors = ("projector.", "user_projector.", "answer_projector.") if name != "sft" else ("projector.", "user_projector.")
+    for prefix in projectors:
+        touched = [g for n, g in grads.items() if n.startswith(prefix) and g is not None]
+        assert touched and any(g.abs().sum() > 0 for g in touched), prefix
+    assert all(not p.requires_grad for p in evidence_model.sr.parameters())
+    evidence_model.zero_grad()
+
+
+def test_packed_answers_do_not_see_each_other(evidence_model, rows) -> None:
+    row = rows[0]
+    first, second = list(row["candidates"][:3]), list(row["candidates"][:3])
+    second[1] = int(row["candidates"][5])
+    with torch.no_grad():
+        a = evidence_model(**pack_candidates(evidence_model, [row], [first])).total[0]
+        b = evidence_model(**pack_candidates(evidence_model, [row], [second])).total[0]
+    assert float(a[1]) != pytest.approx(float(b[1]), abs=1e-4)
+    torch.testing.assert_close(a[[0, 2]], b[[0, 2]], rtol=1e-5, atol=1e-5)
+
+
+def test_answer_tokens_change_only_their_own_candidates_score(evidence_model, rows) -> None:
+    row = rows[0]
+    items = list(row["candidates"][:4])
+    with torch.no_grad():
+        before = evidence_model(**pack_candidates(evidence_model, [row], [items])).total[0]
+        original = evidence_model.sr.output.weight[items[2]].clone()
+        evidence_model.sr.output.weight[items[2]] += 5.0
+        after = evidence_model(**pack_candidates(evidence_model, [row], [items])).total[0]
+        evidence_model.sr.output.weight[items[2]] = original
+    changed = (before - after).abs() > 1e-5
+    assert changed.tolist() == [False, False, True, False]
+
+
+def test_user_and_answer_tokens_survive_save_load_and_reach_serving(evidence_model, rows, tiny_data, tmp_path) -> None:
+    export = evidence_model.save(tmp_path / "export")
+    loaded = LlaraModel.load(export)
+    assert loaded.user_token and loaded.answer_token == "interaction" and loaded.sr is not None
+    assert "[UserEmb]" in loaded.tokenizer.decode(loaded.encode_prompts(rows[:1])["input_ids"][0])
+    expected = score_candidates(evidence_model, rows).total
+    got = score_candidates(loaded, rows).total
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    recommender = Recommender.load(export, tiny_data.root)
+    ranked = recommender.recommend([int(i) for i in rows[0]["history"]], list(rows[0]["candidates"]), k=3)
+    order = np.argsort(-got[0], kind="stable")[:3]
+    assert [r.item_id for r in ranked] == [int(rows[0]["candidates"][j]) for j in order]
+
+
+def test_answer_tokens_need_a_ranking_objective(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+    from llara.config import load_config
+    from llara.errors import LlaraError
+    from llara.training.loop import train
+
+    config = load_config(None, [f"model.base_model={tiny_llama}", f"train.data_dir={tiny_data.root}",
+                                f"train.sr_checkpoint={sr_checkpoint}", f"train.out_dir={tmp_path}",
+                                "model.answer_token=item", "train.objective=sft"])
+    with pytest.raises(LlaraError, match="ranking objective"):
+        train(config, progress=False)
+
+
+@pytest.mark.parametrize("backbone", ["gru4rec", "caser"])
+def test_user_and_answer_tokens_work_with_every_backbone(tiny_data, tiny_llama, rows, backbone, tmp_path) -> None:
+    from llara.sr.checkpoint import save_sr
+    from llara.sr.registry import build_sr
+
+    torch.manual_seed(0)
+    checkpoint = save_sr(build_sr(backbone, tiny_data.num_items, 64, 10), tmp_path / backbone)
+    config = ModelConfig(base_model=str(tiny_llama), prompt_mode="behavior", user_token=True, answer_token="interaction")
+    model = LlaraModel.from_config(config, tiny_data, checkpoint).eval()
+    assert model.user_projector[0].in_features == model.sr.hidden_size()
+    packed = score_candidates(model, rows).total
+    naive = score_candidates_naive(model, rows).total
+    for p, n in zip(packed, naive, strict=True):
+        np.testing.assert_allclose(p, n, rtol=1e-4, atol=1e-4)
