@@ -1,16 +1,22 @@
-"""Where llara keeps downloads and converted models, and how it writes files atomically."""
+"""Where llara keeps downloads and converted models, how it writes files atomically, and how it reads
+its JSON-lines logs back (tolerating the last line a killed writer tore)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from llara.errors import LlaraError
+
+logger = logging.getLogger(__name__)
 
 #: what follows ``.<target name>.`` in the name of a temporary that atomic_file / atomic_dir make
 _TEMPORARY = re.compile(r"(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp|old-(?P<old>\d+)")
@@ -129,3 +135,22 @@ def check_replaceable(
         return
     way_out = f", or pass {override} to use it anyway (its content may be deleted)" if override else " or empty it"
     raise LlaraError(f"{path} already exists and is not a previous {what}; choose another output folder{way_out}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file.
+
+    A malformed last line (a write cut short by a crash) is skipped with a warning naming it; a malformed
+    line before the last is an error naming it.
+    """
+    lines = enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1)
+    numbered = [(number, line) for number, line in lines if line.strip()]
+    records = []
+    for number, line in numbered:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number != numbered[-1][0]:
+                raise LlaraError(f"{path}, line {number}: not valid JSON ({exc}); the log is damaged") from exc
+            logger.warning("%s, line %d: skipped a half-written last line", path, number)
+    return records

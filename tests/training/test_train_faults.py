@@ -134,7 +134,7 @@ def test_resume_skips_a_damaged_checkpoint_and_a_torn_log_line(
 def test_a_damaged_log_line_before_the_last_is_named(tmp_path) -> None:
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
-    with pytest.raises(LlaraError, match="metrics.jsonl, line 2 is not JSON"):
+    with pytest.raises(LlaraError, match="metrics.jsonl, line 2: not valid JSON"):
         _truncate_metrics(log, 3)
     log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3')
     _truncate_metrics(log, 2)

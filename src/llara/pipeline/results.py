@@ -9,22 +9,19 @@ running anything.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from llara.errors import LlaraError
-from llara.paths import atomic_file
+from llara.paths import atomic_file, read_jsonl
 
 RUN_INDEX = "run.json"
 RUN_CONFIG = "config.yaml"
 ENVIRONMENT = "environment.json"
 
 Summary = dict[str, float]
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,20 +131,3 @@ def read_json(path: Path) -> Any:
         raise LlaraError(f"{path} is not valid JSON ({exc}); re-run `llara run`") from exc
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file.
-
-    A malformed last line (a write cut short by a crash) is skipped with a warning naming it; a malformed
-    line before the last is an error naming it.
-    """
-    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-    numbered = [(number, line) for number, line in lines if line.strip()]
-    records = []
-    for number, line in numbered:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if number != numbered[-1][0]:
-                raise LlaraError(f"{path}, line {number}: not valid JSON ({exc}); the log is damaged") from exc
-            logger.warning("%s, line %d: skipped a half-written last line", path, number)
-    return records

@@ -41,7 +41,7 @@ from llara.training.objectives import (
 from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.model import IGNORE_INDEX, LlaraModel
-from llara.paths import atomic_file, check_replaceable
+from llara.paths import atomic_file, check_replaceable, read_jsonl
 from llara.llm.prompts import uses_behavior_tokens
 from llara.training.objectives.preference import reference_scores
 from llara.training.outputs import (
@@ -494,28 +494,13 @@ def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after ``step`` (they belong to the interrupted part of a run), and a last
-    line torn by the interruption; a damaged line before the last is an error naming it."""
+    """Drop metric records written after ``step`` (they belong to the interrupted part of a run) and a last
+    line torn by the interruption (:func:`llara.paths.read_jsonl`)."""
     if not path.is_file():
         return
-    lines = _lines(path)
-    kept = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break  # written when the run was killed
-            raise LlaraError(f"{path}, line {number} is not JSON ({exc}); fix or delete that line") from exc
-        if record.get(STEP_KEY, 0) <= step:
-            kept.append(line)
+    kept = [record for record in read_jsonl(path) if record.get(STEP_KEY, 0) <= step]
     with atomic_file(path) as handle:
-        handle.write("".join(line + "\n" for line in kept))
-
-
-def _lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return [line.rstrip("\n") for line in handle if line.strip()]
+        handle.write("".join(json.dumps(record) + "\n" for record in kept))
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
