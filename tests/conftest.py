@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Tests run tiny models, where a second intra-op thread only adds synchronisation (and, on shared cores,
+# stalls of many times the work): one thread, inherited by the subprocesses tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("LLARA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -74,3 +78,14 @@ def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, 
 def ml_raw_folder(tmp_path: Path) -> Path:
     """A fresh small ML-100K-format folder (see :func:`write_ml100k_folder`)."""
     return write_ml100k_folder(tmp_path / "ml-small")
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """Reset accelerate's process-wide state before and after the test: it keeps the first
+    ``mixed_precision`` it sees, so in-process runs with another setting (bf16 here) would fail."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=False)

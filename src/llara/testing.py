@@ -78,3 +78,23 @@ def build_tokenizer(corpus: Sequence[str]):
     return PreTrainedTokenizerFast(
         tokenizer_object=core, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, padding_side="left"
     )
+
+
+def dry_run_inputs(folder: str | Path) -> dict[str, Path]:
+    """What a dry run of the GPU reproduction (scripts/gpu_repro.sh --dry-run) ships instead of the real
+    inputs: the planted-pattern prepared data, an untrained SASRec over its items and the tiny Llama.
+
+    Returns ``{"data", "sr", "model"}`` folders under ``folder``.
+    """
+    import torch
+
+    from llara.config import DataConfig
+    from llara.data.prepare import prepare_dataset
+    from llara.sr.checkpoint import save_sr
+    from llara.sr.registry import build_sr
+
+    folder = Path(folder)
+    data = prepare_dataset(DataConfig(source="synthetic", seed=0), folder / "data")
+    torch.manual_seed(0)
+    sr = save_sr(build_sr("sasrec", data.num_items, 64, 10), folder / "sr")
+    return {"data": data.root, "sr": Path(sr), "model": create_tiny_llama(folder / "model", data.titles)}

@@ -146,3 +146,25 @@ def test_batch_must_split_into_micro_batches_and_processes() -> None:
     assert accumulation_steps(128, 4, 2) == 16
     with pytest.raises(LlaraError, match="multiple of train.micro_batch_size"):
         accumulation_steps(10, 4, 1)
+
+
+def test_keep_best_exports_the_validation_best_step(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+    import json
+
+    config = make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path, "train.eval_every=2", "train.eval_rows=8",
+                         "train.keep_best=true", "train.objective=listwise", "train.lr=2e-2")
+    export = train(config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    validations = [(r["step"], r["val_hr@1"]) for r in records if "val_hr@1" in r]
+    assert [step for step, _ in validations] == [2, 4, 6]
+    best_step = max(validations, key=lambda sv: (sv[1], -sv[0]))[0]
+    assert json.loads((export / "llara.json").read_text())["step"] == best_step
+
+
+def test_a_time_budget_stops_training_and_exports(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+    import json
+
+    config = make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path, "train.max_minutes=0.0001")
+    export = train(config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1].get("stopped") and json.loads((export / "llara.json").read_text())["step"] == 1

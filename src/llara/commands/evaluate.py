@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llara.commands.options import ALLOW_DATA_MISMATCH
+from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE
 
 
 class ProtocolChoice(str, Enum):
@@ -38,6 +38,9 @@ def evaluate(
     max_rows: int | None = typer.Option(None, "--max-rows", min=1, help="Evaluate only the first N rows."),
     out: Path | None = typer.Option(None, "--out", help="Write predictions.parquet and metrics.json here."),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    device: str | None = typer.Option(
+        None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
+    ),
 ) -> None:
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
     from accelerate import PartialState
@@ -46,7 +49,7 @@ def evaluate(
 
     protocols = list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value]
     result = evaluate_checkpoint(
-        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch
+        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))

@@ -17,3 +17,10 @@ ALLOW_DATA_MISMATCH: bool = typer.Option(
     "--allow-data-mismatch",
     help="Use the checkpoint even though it was trained on another prepared folder (same items and ids assumed).",
 )
+
+#: ``--device``: where a command runs its model
+DEVICE: str = typer.Option(
+    "auto",
+    "--device",
+    help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:1, ...",
+)

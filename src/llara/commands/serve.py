@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llara.commands.options import ALLOW_DATA_MISMATCH
+from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE
 
 PANEL = "Serving"
 
@@ -29,6 +29,7 @@ def recommend(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for drawing candidates."),
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    device: str = DEVICE,
 ) -> None:
     """Rank candidates for a history with a trained LLaRA model and print the top k."""
     from rich.console import Console
@@ -36,7 +37,7 @@ def recommend(
 
     from llara.serving.recommend import Recommender
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch)
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device)
     ranked = recommender.recommend(history, candidates or None, k, seed)
     table = Table(title="Recommendations (score: log-likelihood of the answer)")
     for header in ("rank", "item", "title", "score"):
@@ -56,6 +57,7 @@ def serve(
         5.0, "--batch-wait-ms", min=0.0, help="How long a batch waits for more requests."
     ),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    device: str = DEVICE,
 ) -> None:
     """Serve recommendations over HTTP: POST /recommend, GET /health, OpenAPI docs at /docs."""
     import uvicorn
@@ -63,6 +65,6 @@ def serve(
     from llara.serving.recommend import Recommender
     from llara.serving.service import create_app
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch)
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device)
     app = create_app(recommender, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -52,8 +52,12 @@ def evaluate_checkpoint(
     out_dir: str | Path | None = None,
     base_model: str | None = None,
     allow_data_mismatch: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
+
+    ``device``: where the LLM runs (None: this process's device under accelerate, which is CUDA when
+    there is one; ``auto``, ``cpu``, ``cuda``, ``cuda:1``).
 
     ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
     A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``.
@@ -71,11 +75,20 @@ def evaluate_checkpoint(
         sr_data = _need_data(data_dir, "an SR checkpoint")
         return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir, allow_data_mismatch)
     if checkpoint is not None:
-        model, data = load_export(checkpoint, data_dir, allow_data_mismatch)
+        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, _device(device))
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
-        model = load_zero_shot(str(base_model), data)
-    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir)
+        model = load_zero_shot(str(base_model), data, device=_device(device))
+    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device)
+
+
+def _device(device: str | None) -> str:
+    """The device a process evaluates on: ``device``, else accelerate's choice for this process."""
+    from accelerate import PartialState
+
+    from llara.llm.device import resolve_device
+
+    return str(PartialState().device if device is None else resolve_device(device))
 
 
 def evaluate_model(
@@ -86,10 +99,12 @@ def evaluate_model(
     batch_size: int = 8,
     max_rows: int | None = None,
     out_dir: str | Path | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run ``protocols`` over the first ``max_rows`` rows of ``split`` (all by default).
 
-    The model is moved to this process's device (``accelerate.PartialState().device``) and set to eval.
+    The model is moved to ``device`` (default: this process's device, ``accelerate.PartialState().device``)
+    and set to eval.
 
     Returns ``{"model", "data", "data_content_hash", "split", "rows", "metrics": {protocol: {name:
     {mean, ci_low, ci_high, n}}}}``; with ``out_dir``, the main process writes it as ``metrics.json``
@@ -102,7 +117,7 @@ def evaluate_model(
         raise LlaraError(f"batch size must be at least 1, got {batch_size}")
     state = PartialState()
     rows = split_rows(data, split, max_rows)
-    model.to(state.device).eval()  # under accelerate: this process's device
+    model.to(_device(device)).eval()  # by default, under accelerate: this process's device
     mine = shard(rows, state.process_index, state.num_processes)
     frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size)))
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}

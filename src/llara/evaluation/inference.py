@@ -84,15 +84,24 @@ def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
 
 
 def load_export(
-    checkpoint: str | Path, data_dir: str | Path | None = None, allow_data_mismatch: bool = False
+    checkpoint: str | Path,
+    data_dir: str | Path | None = None,
+    allow_data_mismatch: bool = False,
+    device: str | None = None,
 ) -> tuple[Any, PreparedData]:
-    """A trained LLaRA export in eval mode and its prepared data (``data_dir``, else the one it was trained on).
+    """A trained LLaRA export in eval mode on ``device`` (``auto``/None: CUDA when available) and its
+    prepared data (``data_dir``, else the one it was trained on).
 
+    The attention kernel suits the device (``llara.llm.device``): flash attention only where installed,
+    on CUDA, and the model has no answer tokens (which need the packed layout's block mask).
     ``data_dir`` must be the folder the export was trained on (same content hash) unless ``allow_data_mismatch``.
     """
-    from llara.llm.model import LlaraModel
+    from llara.llm.device import attention_for, resolve_device
+    from llara.llm.model import LlaraModel, export_info
 
-    model = LlaraModel.load(checkpoint)
+    target = resolve_device(device)
+    answer_tokens = export_info(checkpoint).get("answer_token", "none") != "none"
+    model = LlaraModel.load(checkpoint, attention=attention_for(target, answer_tokens)).to(target)
     source = data_dir if data_dir is not None else model.info.get("data_dir")
     if source is None:
         raise LlaraError(f"{checkpoint}/llara.json names no prepared data folder; pass --data DIR")
@@ -108,10 +117,12 @@ def load_export(
     return model, data
 
 
-def load_zero_shot(base_model: str, data: PreparedData, dtype: str = "float32") -> Any:
-    """The untuned base LLM as a text-only LLaRA model (no LoRA, no projector), in eval mode."""
+def load_zero_shot(base_model: str, data: PreparedData, dtype: str = "float32", device: str | None = None) -> Any:
+    """The untuned base LLM as a text-only LLaRA model (no LoRA, no projector), in eval mode on ``device``."""
     from llara.config import ModelConfig
+    from llara.llm.device import attention_for, resolve_device
     from llara.llm.model import LlaraModel
 
+    target = resolve_device(device)
     config = ModelConfig(base_model=base_model, prompt_mode="text", dtype=dtype)
-    return LlaraModel.from_config(config, data, lora=False).eval()
+    return LlaraModel.from_config(config, data, lora=False, attention=attention_for(target, False)).to(target).eval()

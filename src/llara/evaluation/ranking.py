@@ -21,6 +21,7 @@ import torch
 
 from llara.errors import LlaraError
 from llara.evaluation.inference import Row, device_of, prefill, run_llm
+from llara.llm.device import takes_block_mask, to_device
 from llara.llm.packing import answer_ids, pack_candidates
 from llara.llm.prompts import ANSWER_TOKEN
 
@@ -46,7 +47,7 @@ def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, metho
     keeping them apart), ``expanded`` (the prompt cache copied once per candidate, answers batched), or
     ``auto`` (packed where the attention kernel takes custom masks: sdpa and eager).
     """
-    score_batch = _SCORERS[_resolve_method(model, method)]
+    score_batch = _SCORERS[ranking_method(model, method)]
     total: list[np.ndarray] = []
     mean: list[np.ndarray] = []
     for start in range(0, len(rows), batch_size):
@@ -56,13 +57,21 @@ def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, metho
     return CandidateScores(total=total, mean=mean)
 
 
-def _resolve_method(model: Any, method: str) -> str:
-    if method == "auto":
-        kernel = getattr(model.llm.config, "_attn_implementation", None) or "sdpa"
-        return "packed" if kernel in ("sdpa", "eager") else "expanded"
-    if method not in _SCORERS:
+def ranking_method(model: Any, method: str = "auto") -> str:
+    """The scorer ``method`` resolves to for ``model``: ``auto`` is ``packed`` where the model's attention
+    kernel takes a 4-D block mask (sdpa, eager) and ``expanded`` otherwise (flash attention), where
+    answer-token models are refused; ``packed`` on such a kernel is refused."""
+    if method not in ("auto", *_SCORERS):
         raise LlaraError(f"ranking method {method!r} is not one of auto, {', '.join(_SCORERS)}")
-    return method
+    kernel = getattr(model.llm.config, "_attn_implementation", None)
+    if takes_block_mask(kernel):
+        return "packed" if method == "auto" else method
+    if method == "packed" or model.answer_token != "none":
+        raise LlaraError(
+            f"the packed ranking layout (needed by answer tokens) needs an attention kernel that takes block "
+            f"masks (sdpa, eager), not {kernel}: load the model with sdpa (LLARA_ATTENTION=sdpa)"
+        )
+    return "expanded"
 
 
 @torch.inference_mode()
@@ -70,7 +79,7 @@ def _score_packed(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], li
     """One sequence per row: its prompt, then all its answers back to back (``llara.llm.packing``)."""
     device = device_of(model)
     packed = pack_candidates(model, rows, [row["candidates"] for row in rows])
-    scores = model(**{k: v.to(device) for k, v in packed.items()})
+    scores = model(**to_device(packed, device))
     counts = [len(row["candidates"]) for row in rows]
     return _unpad(scores.total, counts), _unpad(scores.mean, counts)
 

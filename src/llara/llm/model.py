@@ -126,12 +126,15 @@ class LlaraModel(nn.Module):
         sr_checkpoint: str | Path | None = None,
         lora: bool = True,
         item_embeddings: torch.Tensor | None = None,
+        attention: str | None = None,
     ) -> LlaraModel:
         """A fresh model for prepared ``data``: base LLM, placeholders, LoRA (when ``lora``), projector.
 
         The SR item embeddings come from ``sr_checkpoint`` (``llara.sr.checkpoint.load_sr``) or directly
         from ``item_embeddings``; they are required when ``model_config.prompt_mode`` uses behavioral
-        tokens and must have one row per item of ``data``.
+        tokens and must have one row per item of ``data``. ``attention`` is the attention kernel
+        (``llara.llm.device.choose_attention``). Whatever ``model_config.dtype`` the frozen base has, the
+        trainable weights (LoRA, projectors) are float32: the optimizer's master weights.
         """
         from llara.llm.loader import load_base_model
 
@@ -140,7 +143,9 @@ class LlaraModel(nn.Module):
         evidence = model_config.user_token or model_config.answer_token != "none"
         embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode, evidence)
         sr = _load_backbone(sr_checkpoint, data.num_items) if evidence else None
-        llm, tokenizer = load_base_model(model_config.base_model, model_config.dtype, model_config.load_in_bits)
+        llm, tokenizer = load_base_model(
+            model_config.base_model, model_config.dtype, model_config.load_in_bits, attention
+        )
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
         if model_config.gradient_checkpointing:
@@ -168,13 +173,15 @@ class LlaraModel(nn.Module):
             "user_token": model_config.user_token,
             "answer_token": model_config.answer_token,
         }
-        return cls(
+        model = cls(
             llm, tokenizer, embeddings, data.titles, mode, domain, info, projector, sr, user_projector, answer_projector
         )
+        return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
     @classmethod
-    def load(cls, export_dir: str | Path, dtype: str | None = None) -> LlaraModel:
-        """Load a model written by :meth:`save` (base model resolved again, adapter and projector applied)."""
+    def load(cls, export_dir: str | Path, dtype: str | None = None, attention: str | None = None) -> LlaraModel:
+        """Load a model written by :meth:`save` (base model resolved again, adapter and projector applied);
+        ``dtype`` overrides the recorded base-weight precision, ``attention`` picks the attention kernel."""
         from peft import PeftModel
         from safetensors.torch import load_file
 
@@ -182,7 +189,7 @@ class LlaraModel(nn.Module):
 
         export_dir = Path(export_dir)
         info = _read_info(export_dir)
-        llm, tokenizer = load_base_model(info["base_model"], dtype or info.get("dtype", "float32"))
+        llm, tokenizer = load_base_model(info["base_model"], dtype or info.get("dtype", "float32"), attention=attention)
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
         if (export_dir / ADAPTER_DIR).is_dir():
@@ -230,6 +237,18 @@ class LlaraModel(nn.Module):
             (tmp / TITLES_FILE).write_text(json.dumps(self.titles, ensure_ascii=False), encoding="utf-8")
             (tmp / CONFIG_FILE).write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
         return export_dir
+
+    def float_trainable(self) -> LlaraModel:
+        """Keep every trainable parameter (LoRA, projectors) in float32, whatever the base weights' dtype.
+
+        With ``model.dtype: bfloat16`` the frozen base is stored in bf16 (half the memory and bandwidth),
+        while the weights the optimizer updates stay fp32 master weights; ``train.mixed_precision: bf16``
+        then runs their matmuls in bf16 under autocast. Returns ``self``.
+        """
+        for parameter in self.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
+        return self
 
     @property
     def rank_score(self) -> str:
@@ -606,6 +625,11 @@ def _read_info(export_dir: Path) -> dict[str, Any]:
     if info.get("format") != EXPORT_FORMAT:
         raise LlaraError(f"{path} is not a LLaRA export config (format must be {EXPORT_FORMAT!r})")
     return info
+
+
+def export_info(export_dir: str | Path) -> dict[str, Any]:
+    """What an export's ``llara.json`` records (base model, prompt mode, answer token, ...)."""
+    return _read_info(Path(export_dir))
 
 
 def export_data_hash(export_dir: str | Path) -> str | None:

@@ -99,7 +99,8 @@ def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, u
 def behavior_items(row: Mapping, mode: str, user_token: bool = False) -> list[int]:
     """Item ids of the placeholders in the prompt of ``row``, in prompt order (empty without placeholders).
 
-    The user token stands for no single item: its entry is the row's target-free marker 0.
+    The user token (with ``user_token``) stands for the whole history, not one item: its entry is 0, a
+    placeholder value the model ignores (it reads the history itself).
     """
     if not uses_behavior_tokens(mode):
         return []

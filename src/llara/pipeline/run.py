@@ -38,7 +38,7 @@ from llara.pipeline.results import (
     write_index,
 )
 from llara.pipeline.stages import Builder, StageResult, StageStore, path_fingerprint, stage_key
-from llara.training.outputs import EXPORT_DIR, NON_MODEL_FIELDS, TRAIN_LOG
+from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
 #: SR baselines score every candidate: the ranking protocol (ValidRatio 1 by construction)
 SR_PROTOCOL = "rank"
@@ -233,7 +233,9 @@ class _Pipeline:
         spec = {
             "stage": "train",
             "model": config.model.model_dump(mode="json"),
-            "train": config.train.model_dump(mode="json", exclude=NON_MODEL_FIELDS | PLACED_TRAIN_FIELDS),
+            "train": config.train.model_dump(
+                mode="json", exclude=non_model_fields(config.train.keep_best) | PLACED_TRAIN_FIELDS
+            ),
             "base_model_files": path_fingerprint(config.model.base_model),
             "data": data.output_id,
             "sr": sr.output_id if sr else None,

@@ -60,15 +60,20 @@ class Recommender:
 
     @classmethod
     def load(
-        cls, checkpoint: str | Path, data_dir: str | Path | None = None, allow_data_mismatch: bool = False
+        cls,
+        checkpoint: str | Path,
+        data_dir: str | Path | None = None,
+        allow_data_mismatch: bool = False,
+        device: str | None = None,
     ) -> Recommender:
-        """Load a LLaRA export and its prepared data (``data_dir``, else the one named in ``llara.json``).
+        """Load a LLaRA export onto ``device`` (``auto``/None: CUDA when available) and its prepared data
+        (``data_dir``, else the one named in ``llara.json``).
 
         ``data_dir`` must be the folder the export was trained on unless ``allow_data_mismatch``.
         """
         from llara.evaluation.inference import load_export
 
-        return cls(*load_export(checkpoint, data_dir, allow_data_mismatch))
+        return cls(*load_export(checkpoint, data_dir, allow_data_mismatch, device))
 
     @property
     def num_items(self) -> int:

@@ -219,11 +219,7 @@ def _copy_weights(model: SequentialRecommender) -> dict[str, torch.Tensor]:
 
 
 def grid_search_l2(
-    config: SRConfig,
-    data_dir: str | Path,
-    out_dir: str | Path,
-    resume: bool = False,
-    progress: bool = True,
+    config: SRConfig, data_dir: str | Path, out_dir: str | Path, resume: bool = False, progress: bool = True,
     force: bool = False,
 ) -> Path:
     """Train one model per value of ``config.l2_grid``; ``out_dir`` gets the best by validation HR@1.

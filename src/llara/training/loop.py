@@ -40,6 +40,7 @@ from llara.training.objectives import (
 )
 from llara.training.schedules import Schedule
 from llara.errors import LlaraError
+from llara.llm.device import attention_for, to_device
 from llara.llm.model import IGNORE_INDEX, LlaraModel
 from llara.paths import atomic_file, check_replaceable, read_jsonl
 from llara.llm.prompts import uses_behavior_tokens
@@ -50,12 +51,12 @@ from llara.training.outputs import (
     EXPORT_DIR,
     LOSS_KEY,
     MODE_KEY,
-    NON_MODEL_FIELDS,
     STEP_KEY,
     TENSORBOARD_DIR,
     TRAIN_LOG,
     VAL_HR_KEY,
     VAL_LOSS_KEY,
+    non_model_fields,
 )
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ class _Run:
         self._check_trained_on_data(allow_data_mismatch)
         self.rows = _training_rows(self.data.split("train"), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
-        self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint)
+        attention = training_attention(config, self.accelerator.device)
+        self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint, attention=attention)
         self.objective = _objective(config)
         self.model.info["rank_score"] = rank_score(self.tc)
         if self.tc.init_from:
@@ -159,7 +161,7 @@ class _Run:
         self._epoch_cache: tuple[int, list[np.ndarray]] = (-1, [])
         self.start = self._restore() if resume else self._fresh()
         self.reference = self._reference_scores()
-        self.best = -1.0
+        self.best = _best_validation(self.out / TRAIN_LOG) if self.tc.keep_best else -1.0
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ setup
@@ -177,7 +179,8 @@ class _Run:
             self.data.check_trained_on(recorded, f"train.init_from {self.tc.init_from}", allow_mismatch)
 
     def _fingerprint(self) -> dict[str, Any]:
-        train = {k: v for k, v in self.tc.model_dump(mode="json").items() if k not in NON_MODEL_FIELDS}
+        free = non_model_fields(self.tc.keep_best)
+        train = {k: v for k, v in self.tc.model_dump(mode="json").items() if k not in free}
         return {"model": self.config.model.model_dump(mode="json"), "train": train}
 
     def _fresh(self) -> int:
@@ -227,6 +230,7 @@ class _Run:
         hard = sum(uses_behavior_tokens(self.schedule.batch_mode(t, prompt_mode)) for t in range(self.start))
         began = time.perf_counter()
         budget = self.tc.max_minutes * 60 if self.tc.max_minutes else math.inf
+        done = self.start
         with _MetricsLog(self.out, self.accelerator.is_main_process, self.tc.tensorboard) as log:
             for step in range(self.start, self.total_steps):
                 mode = self.schedule.batch_mode(step, prompt_mode)
@@ -251,7 +255,7 @@ class _Run:
         bar.close()
         if self.tc.keep_best and self.best >= 0:
             return self.out / EXPORT_DIR
-        return self.export()
+        return self.export(done)
 
     def _out_of_time(self, began: float, budget: float) -> bool:
         """Whether the wall-clock budget is spent (decided by the main process, so all processes agree)."""
@@ -263,7 +267,7 @@ class _Run:
         loss, hits = self.validate()
         if self.tc.keep_best and hits > self.best:
             self.best = hits
-            self.export()
+            self.export(step)
         return {STEP_KEY: step, VAL_LOSS_KEY: loss, VAL_HR_KEY: hits}
 
     def _step(self, step: int, mode: str) -> dict[str, Any]:
@@ -357,7 +361,7 @@ class _Run:
         with torch.no_grad():
             for start in range(0, len(mine), self.tc.micro_batch_size):
                 part = mine.iloc[start : start + self.tc.micro_batch_size].to_dict("records")
-                batch = {k: v.to(acc.device) for k, v in self.model.encode_training(part).items()}
+                batch = to_device(self.model.encode_training(part), acc.device)
                 count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
                 scores = score_candidates(self.model, part, len(part)).ranking(self.model.rank_score)
                 hits = sum(int(row["candidates"][int(np.argmax(s))] == row["target"]) for row, s in zip(part, scores))
@@ -386,9 +390,10 @@ class _Run:
         self.accelerator.wait_for_everyone()
         return folder
 
-    def export(self) -> Path:
-        """Save the trained model to ``<out>/export`` (main process) and return the folder."""
+    def export(self, step: int) -> Path:
+        """Save the model after ``step`` optimizer steps to ``<out>/export`` (main process); return the folder."""
         folder = self.out / EXPORT_DIR
+        self.model.info["step"] = step
         if self.accelerator.is_main_process:
             self.model.save(folder)
         self.accelerator.wait_for_everyone()
@@ -432,6 +437,12 @@ def rank_score(tc: TrainConfig) -> str:
     """The candidate score a model trained with ``tc`` ranks by: the per-token mean for length-normalised
     listwise training, else the summed log-likelihood."""
     return "mean" if tc.objective == "listwise" and tc.listwise_score == "mean" else "total"
+
+
+def training_attention(config: ExperimentConfig, device: torch.device) -> str:
+    """The attention kernel of a run on ``device``: ranking objectives score the packed layout, whose
+    block mask flash attention cannot take, so they always get sdpa (``llara.llm.device``)."""
+    return attention_for(device, block_mask=config.train.objective in RANKING_OBJECTIVES)
 
 
 def _objective(config: ExperimentConfig) -> Any:
@@ -491,6 +502,12 @@ def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
         return frame.reset_index(drop=True)
     keep = np.sort(np.random.default_rng([seed, 11]).choice(len(frame), size=limit, replace=False))
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def _best_validation(path: Path) -> float:
+    """The best validation HR@1 logged so far (a resumed ``keep_best`` run continues from it), or -1."""
+    values = [r[VAL_HR_KEY] for r in read_jsonl(path) if VAL_HR_KEY in r] if path.is_file() else []
+    return max(values, default=-1.0)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -30,3 +30,10 @@ VAL_HR_KEY = "val_hr@1"
 #: checkpointed, validated and logged. They may change between a run and its resume, and the pipeline
 #: does not retrain a variant when only they change.
 NON_MODEL_FIELDS = frozenset({"out_dir", "save_every", "eval_every", "eval_rows", "tensorboard"})
+#: validation settings: they pick the exported step when ``train.keep_best`` is on
+VALIDATION_FIELDS = frozenset({"eval_every", "eval_rows"})
+
+
+def non_model_fields(keep_best: bool) -> frozenset[str]:
+    """:data:`NON_MODEL_FIELDS` of a run; with ``keep_best`` validation decides the export, so it counts."""
+    return NON_MODEL_FIELDS - VALIDATION_FIELDS if keep_best else NON_MODEL_FIELDS

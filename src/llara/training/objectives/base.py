@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from llara.config import TrainConfig
+from llara.llm.device import to_device
 from llara.llm.model import AnswerScores
 from llara.llm.packing import pack_candidates, real_token_count
 
@@ -49,7 +50,7 @@ def score_packed(
     """Answer log-likelihoods of ``candidates[b]`` after row ``b``'s prompt (one packed forward pass),
     and the (real tokens, positions) the pass ran."""
     packed = pack_candidates(model, rows, candidates, mode=context.mode)
-    scores = forward(**{k: v.to(context.device) for k, v in packed.items()})
+    scores = forward(**to_device(packed, context.device))
     return scores, (real_token_count(packed), packed["input_ids"].numel())
 
 

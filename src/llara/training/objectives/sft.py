@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from llara.llm.device import to_device
 from llara.training.objectives.base import ObjectiveContext, ObjectiveOutput
 
 
@@ -13,6 +14,6 @@ def sft_loss(
 ) -> ObjectiveOutput:
     """Mean cross-entropy over the answer tokens of the micro-batch (labels from the prompt length)."""
     batch = model.encode_training(rows, context.mode)
-    loss = forward(**{k: v.to(context.device) for k, v in batch.items()}).loss
+    loss = forward(**to_device(batch, context.device)).loss
     mask = batch["attention_mask"]
     return ObjectiveOutput(loss, int(mask.sum()), mask.numel())
