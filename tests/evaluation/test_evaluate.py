@@ -208,3 +208,14 @@ def test_two_processes_count_every_row_once(tiny_llama, tiny_data, tmp_path) -> 
     assert two["rank"].tolist() == pd.read_parquet(tmp_path / "one" / "predictions.parquet")["rank"].tolist()
     gathered = json.loads((tmp_path / "two" / "metrics.json").read_text())["metrics"]
     assert gathered == json.loads(json.dumps(one["metrics"]))
+
+
+def test_rank_metrics_follow_the_columns_a_model_ranks_by() -> None:
+    import pandas as pd
+
+    from llara.evaluation.evaluate import protocol_metrics
+
+    by_mean = pd.DataFrame({"rank": [0, 2, 0], "sum_rank": [1, 0, 0]})
+    metrics = protocol_metrics(by_mean, "rank")
+    assert metrics["hr@1"].tolist() == [1.0, 0.0, 1.0] and metrics["sum_hr@1"].tolist() == [0.0, 1.0, 1.0]
+    assert not any(name.startswith("len_norm_") for name in metrics)

@@ -36,6 +36,8 @@ from llara.paths import atomic_file
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.json"
+#: rank columns of a predictions table: the model's own ranking score, then the other score if present
+RANK_PREFIXES = ("", "len_norm_", "sum_")
 RANK_METRICS = ("hr@1", "hr@3", "hr@5", "ndcg@3", "ndcg@5", "ndcg@10", "mrr")
 Record = dict[str, Any]
 
@@ -249,8 +251,12 @@ def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
 def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray]:
     """Per-row metric arrays of one protocol from the predictions frame."""
     if protocol == "rank":
-        by_sum = rank_metrics(frame["rank"].to_numpy())
-        return {**by_sum, **rank_metrics(frame["len_norm_rank"].to_numpy(), "len_norm_")}
+        prefixes = [prefix for prefix in RANK_PREFIXES if f"{prefix}rank" in frame.columns]
+        return {
+            name: values
+            for prefix in prefixes
+            for name, values in rank_metrics(frame[f"{prefix}rank"].to_numpy(), prefix).items()
+        }
     out: dict[str, np.ndarray] = {}
     target = frame["target"].to_numpy()
     for prefix in ("", "strict_"):
