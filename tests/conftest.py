@@ -78,14 +78,3 @@ def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, 
 def ml_raw_folder(tmp_path: Path) -> Path:
     """A fresh small ML-100K-format folder (see :func:`write_ml100k_folder`)."""
     return write_ml100k_folder(tmp_path / "ml-small")
-
-
-@pytest.fixture
-def fresh_accelerator_state():
-    """Reset accelerate's process-wide state before and after the test: it keeps the first
-    ``mixed_precision`` it sees, so in-process runs with another setting (bf16 here) would fail."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=False)

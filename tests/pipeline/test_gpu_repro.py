@@ -88,7 +88,7 @@ def test_throughput_counts_4x_frozen_and_6x_trained_params_per_real_token() -> N
 
 
 def test_dry_run_prepares_and_runs_the_device_script_on_the_cpu(
-    tiny_data, tiny_llama, sr_checkpoint, tmp_path, fresh_accelerator_state
+    tiny_data, tiny_llama, sr_checkpoint, tmp_path
 ) -> None:
     from llara.pipeline.gpu_repro import prepare_bundle, run_reproduction
 

@@ -12,7 +12,7 @@ from llara.training.loop import train
 
 
 def test_bf16_weights_with_bf16_autocast_train_and_sync_once_per_step(
-    tiny_data, tiny_llama, sr_checkpoint, tmp_path, monkeypatch: pytest.MonkeyPatch, fresh_accelerator_state
+    tiny_data, tiny_llama, sr_checkpoint, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from accelerate import Accelerator
 
@@ -31,3 +31,10 @@ def test_bf16_weights_with_bf16_autocast_train_and_sync_once_per_step(
     assert len(steps) == 2 and all(step["loss"] > 0 for step in steps)
     assert len(reduces) == 2  # one reduce (the only host-device sync of the step's values) per optimizer step
     assert json.loads((export / "llara.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_runs_with_different_precision_follow_each_other_in_one_process(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+    for name, precision in (("bf16", "bf16"), ("fp32", "no")):
+        overrides = tiny_train_overrides(tiny_data.root, tiny_llama, sr_checkpoint, tmp_path / name, "train.max_steps=1",
+                                         f"train.mixed_precision={precision}", "train.save_every=null")
+        assert (train(load_config(None, overrides), progress=False) / "llara.json").is_file()

@@ -458,6 +458,7 @@ def _objective(config: ExperimentConfig) -> Any:
 def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
     """The Accelerator of this process and its share of each optimizer step; clear errors for bad setups."""
     from accelerate import Accelerator, PartialState
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
     cpu = _distributed_cpu()
@@ -469,6 +470,9 @@ def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
             "launch with `accelerate launch --multi_gpu --num_processes N`"
         )
     accumulation = accumulation_steps(tc.batch_size, tc.micro_batch_size, processes.num_processes)
+    # accelerate keeps the first run's mixed precision for the whole process; several runs in one process
+    # (the variants of `llara run`) each get their own (the process group in PartialState is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         cpu=cpu,
         gradient_accumulation_steps=accumulation,
