@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from helpers import crash_after_checkpoint, run_cli, tiny_train_overrides
 from safetensors.torch import load_file
@@ -167,8 +168,10 @@ def test_a_run_config_trains_its_llara_variant_or_says_what_to_do(tmp_path, caps
     err = capsys.readouterr().err
     assert "is a `llara run` config" in err and f"llara run {quickstart}" in err and "unknown key" not in err
     chosen = experiment_config(quickstart, ["train.data_dir=DATA", "train.sr_checkpoint=SR", "train.lr=1e-4"])
-    assert chosen.name == "quickstart-llara-sasrec" and chosen.train.max_train_rows == 192
-    assert (chosen.train.data_dir, chosen.train.lr, chosen.model.prompt_mode) == ("DATA", 1e-4, "hybrid")
+    written = yaml.safe_load(quickstart.read_text())
+    rows, mode = written["train"]["max_train_rows"], written["model"]["prompt_mode"]
+    assert chosen.name == "quickstart-llara-sasrec" and chosen.train.max_train_rows == rows
+    assert (chosen.train.data_dir, chosen.train.lr, chosen.model.prompt_mode) == ("DATA", 1e-4, mode)
     two = tmp_path / "two.yaml"
     two.write_text(
         "variants:\n  - {name: a, kind: llara}\n  - {name: b, kind: llara, model: {prompt_mode: text}}\n"
