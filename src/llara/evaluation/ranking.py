@@ -43,8 +43,8 @@ class CandidateScores:
 def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, method: str = "auto") -> CandidateScores:
     """Score every candidate of every row, ``batch_size`` prompts (times their candidates) at a time.
 
-    ``method``: ``packed`` (each row's answers in one sequence behind its cached prompt, a block mask
-    keeping them apart), ``expanded`` (the prompt cache copied once per candidate, answers batched), or
+    ``method``: ``packed`` (each row's prompt and all its answers in one sequence, a block mask keeping
+    the answers apart), ``expanded`` (the prompt cache copied once per candidate, answers batched), or
     ``auto`` (packed where the attention kernel takes custom masks: sdpa and eager).
     """
     score_batch = _SCORERS[ranking_method(model, method)]
