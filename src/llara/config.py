@@ -22,6 +22,7 @@ PromptMode = Literal["text", "behavior", "hybrid", "id"]
 Schedule = Literal["curriculum", "direct", "two-stage"]
 SRModelName = Literal["sasrec", "gru4rec", "caser"]
 Protocol = Literal["generate", "rank"]
+SplitBy = Literal["users", "leave-one-out"]
 Objective = Literal["sft", "listwise", "sdpo", "dpo"]
 AnswerToken = Literal["none", "item", "interaction"]
 
@@ -49,8 +50,15 @@ class DataConfig(StrictModel):
     num_candidates: int = Field(
         20, description="candidates per sample: the target plus num_candidates - 1 items the user never had"
     )
+    split_by: SplitBy = Field(
+        "users",
+        description="users (the paper's: users split by the shares in split, one validation or test row per "
+        "held-out user) or leave-one-out (every user's last item is a test row, the one before it a "
+        "validation row, the earlier ones training rows; needs min_history + 2 interactions per user)",
+    )
     split: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1), description="train, validation and test shares of the users (they sum to 1)"
+        (0.8, 0.1, 0.1),
+        description="train, validation and test shares of the users (they sum to 1; split_by: users only)",
     )
     options: dict[str, Any] = Field(
         default_factory=dict,

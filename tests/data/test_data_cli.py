@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ def test_prepare_stats_show(tmp_path, capsys):
     assert run_cli(["data", "show", str(out), "--split", "test", "--row", "1"]) == 0
     shown = capsys.readouterr().out
     assert "History (oldest first)" in shown and "target" in shown and "Item " in shown
+
+
+def test_stats_show_which_protocol_a_folder_uses(tmp_path, capsys):
+    for split_by in ("users", "leave-one-out"):
+        out = tmp_path / split_by
+        assert run_cli(["data", "prepare", "synthetic", "--out", str(out), "--split-by", split_by]) == 0
+        capsys.readouterr()
+        assert run_cli(["data", "stats", str(out)]) == 0
+        assert re.search(rf"split by\s*│\s*{split_by}\s", capsys.readouterr().out)
+    assert run_cli(["data", "prepare", "synthetic", "--out", str(tmp_path / "x"), "--split-by", "time"]) == 1
+    assert "split_by: Input should be 'users' or 'leave-one-out'" in capsys.readouterr().err
 
 
 def test_prepare_from_config_file(tmp_path):

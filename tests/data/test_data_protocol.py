@@ -166,3 +166,81 @@ def test_empty_dataset():
     empty = _table([])
     with pytest.raises(LlaraError, match="empty"):
         build_samples(empty, ProtocolParams())
+
+
+# --- leave-one-out (data.split_by: leave-one-out) ---
+
+
+def _varied_log(seed: int = 0) -> Interactions:
+    """30 users with 2..16 interactions each, shuffled in the file, one repeated item per user."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(30):
+        length = 2 + k % 15
+        items = rng.choice(60, size=length, replace=False)
+        rows += [(f"u{k}", str(item), t) for t, item in enumerate(items)]
+        rows.append((f"u{k}", str(items[0]), length + 5))  # a repeat: its first occurrence counts
+    order = rng.permutation(len(rows))
+    return _table([rows[i] for i in order])
+
+
+def _sequences(samples, data: Interactions) -> dict[str, list[int]]:
+    """Each user's dense item ids in time order, repeats dropped (what the protocol sees)."""
+    dense = {raw: i for i, raw in enumerate(samples.items["raw_id"])}
+    table = data.table.sort_values(["user", "timestamp"], kind="stable").drop_duplicates(["user", "item"])
+    return table.groupby("user")["item"].agg(lambda s: [dense[i] for i in s]).to_dict()
+
+
+def test_leave_one_out_gives_each_eligible_user_one_test_and_one_validation_row():
+    data = _varied_log()
+    params = ProtocolParams(split_by="leave-one-out", min_history=3, num_candidates=10)
+    samples = build_samples(data, params)
+    sequences = _sequences(samples, data)
+    eligible = {user for user, seq in sequences.items() if len(seq) >= params.min_history + 2}
+    assert 0 < len(eligible) < len(sequences)  # the log has users too short for both rows
+    for name, position in (("test", -1), ("val", -2)):
+        frame = samples.splits[name]
+        assert sorted(frame["user"]) == sorted(eligible)  # exactly one row per eligible user
+        for user, history, _, target in frame.itertuples(index=False):
+            seq = sequences[user]
+            assert target == seq[position]
+            assert list(history) == seq[: len(seq) + position][-params.history_len :]
+    train = samples.splits["train"]
+    assert set(train["user"]) <= eligible
+    for user in eligible:
+        seq, mine = sequences[user], train[train["user"] == user]
+        assert list(mine["target"]) == seq[params.min_history : -2]  # every earlier prefix, in order
+        for history, target in zip(mine["history"], mine["target"]):  # held-out targets never in training
+            assert not {seq[-1], seq[-2]} & {*history, target}
+    counts = samples.counts
+    assert counts["test_rows"] == counts["val_rows"] == counts["test_users"] == counts["val_users"] == len(eligible)
+    assert counts["train_rows"] == sum(len(sequences[u]) - 2 - params.min_history for u in eligible)
+
+
+def test_leave_one_out_candidates_are_frozen_and_exclude_what_the_user_had(tmp_path):
+    config = DataConfig(source="synthetic", split_by="leave-one-out", options={"pattern": "random"})
+    first, second = prepare_dataset(config, tmp_path / "a"), prepare_dataset(config, tmp_path / "b")
+    for name in ("train", "val", "test"):
+        assert (first.root / f"{name}.parquet").read_bytes() == (second.root / f"{name}.parquet").read_bytes()
+    interacted = _interacted(synthetic_interactions(pattern="random"))
+    for name in SPLITS:
+        for user, _, candidates, target in first.split(name).itertuples(index=False):
+            assert len(set(candidates)) == 20 and list(candidates).count(target) == 1
+            assert not (set(candidates) - {target}) & interacted[user]
+    other = prepare_dataset(config.model_copy(update={"seed": 1}), tmp_path / "c")
+    assert list(other.split("test")["target"]) == list(first.split("test")["target"])  # the split has no chance
+    assert [list(c) for c in other.split("test")["candidates"]] != [list(c) for c in first.split("test")["candidates"]]
+
+
+def test_the_manifest_records_the_protocol(tmp_path, ml_raw_folder):
+    config = DataConfig(source="movielens", path=str(ml_raw_folder), split_by="leave-one-out", num_candidates=5)
+    prepared = prepare_dataset(config, tmp_path / "loo")
+    assert prepared.manifest["protocol"]["split_by"] == "leave-one-out" and "split" not in prepared.manifest["protocol"]
+    assert len(prepared.split("test")) == len(prepared.split("val")) == 12  # every user of the folder
+    users = prepare_dataset(config.model_copy(update={"split_by": "users"}), tmp_path / "users")
+    assert users.manifest["protocol"]["split_by"] == "users" and users.manifest["protocol"]["split"] == [0.8, 0.1, 0.1]
+
+
+def test_the_authors_split_cannot_be_redone_as_leave_one_out(tmp_path):
+    with pytest.raises(LlaraError, match="keeps the authors' user split"):
+        prepare_dataset(DataConfig(source="llara", path=str(tmp_path), split_by="leave-one-out"), tmp_path / "p")

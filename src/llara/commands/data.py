@@ -50,6 +50,9 @@ def prepare(
     min_history: int = typer.Option(None, "--min-history", help="Fewest history items per sample (default: 3)."),
     num_candidates: int = typer.Option(None, "--num-candidates", help="Candidates per sample (default: 20)."),
     split: str = typer.Option(None, "--split", help="Train,val,test user ratios (default: 0.8,0.1,0.1)."),
+    split_by: str = typer.Option(
+        None, "--split-by", help="users (default, the paper's user split) or leave-one-out (last item per user)."
+    ),
     option: list[str] = typer.Option(None, "--option", "-O", help="Reader option key=value (repeatable)."),
     config: Path = typer.Option(None, "--config", help="YAML file whose `data` section gives the defaults."),
     force: bool = FORCE_OUT,
@@ -66,6 +69,7 @@ def prepare(
         "min_history": min_history,
         "num_candidates": num_candidates,
         "split": _split_ratios(split) if split else None,
+        "split_by": split_by,
     }
     data_config = _data_config(config, values, option or [])
     out = out or data_home() / "prepared" / data_config.source

@@ -9,6 +9,7 @@ from llara.config import DataConfig
 from llara.data.dataset import PreparedData, is_prepared_folder, write_prepared
 from llara.data.protocol import ProtocolParams, build_samples
 from llara.data.readers import read_source
+from llara.errors import LlaraError
 from llara.paths import check_replaceable
 
 #: the source name of the LLaRA authors' processed pickles (converted, not re-split)
@@ -23,6 +24,7 @@ def protocol_params(config: DataConfig) -> ProtocolParams:
         min_history=config.min_history,
         num_candidates=config.num_candidates,
         split=tuple(config.split),
+        split_by=config.split_by,
     )
 
 
@@ -36,6 +38,11 @@ def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) ->
     params.check()
     check_replaceable(out, is_prepared_folder, "prepared data folder", force)  # before the (slow) reading
     if config.source == AUTHORS_SOURCE:
+        if config.split_by != "users":
+            raise LlaraError(
+                f"source {AUTHORS_SOURCE!r} keeps the authors' user split; split_by {config.split_by!r} needs a raw "
+                "interaction log (e.g. movielens)"
+            )
         from llara.data.llara_files import convert_authors_files
 
         samples, domain = convert_authors_files(config.path, params, **config.options)
@@ -52,7 +59,8 @@ def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) ->
             "history_len": config.history_len,
             "min_history": config.min_history,
             "num_candidates": config.num_candidates,
-            "split": list(config.split),
+            "split_by": config.split_by,
+            **({"split": list(config.split)} if config.split_by == "users" else {}),
         },
         "counts": samples.counts,
     }

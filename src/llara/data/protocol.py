@@ -4,10 +4,14 @@
   ML-100K raw id k becomes k-1 as in the authors' files. Only items that occur in the interactions count.
 * Each user's interactions are sorted by time (stable: ties keep file order); a repeated (user, item)
   keeps its first occurrence, so a target is never in its own history.
-* Users are shuffled with the seed and split by the ratios (validation and test sizes rounded, train
-  takes the rest).
-* Train rows: every prefix of a train user's sequence; val/test rows: the user's last item. The history
-  is the last <= ``history_len`` items before the target; rows with fewer than ``min_history`` are dropped.
+* ``split_by="users"`` (the paper's): users are shuffled with the seed and split by the ratios
+  (validation and test sizes rounded, train takes the rest). Train rows: every prefix of a train user's
+  sequence; val/test rows: the user's last item.
+* ``split_by="leave-one-out"``: every user with at least ``min_history + 2`` interactions gives one test
+  row (their last item), one validation row (the item before it) and training rows whose targets come
+  before both, so no training row contains either target; other users give no rows.
+* The history is the last <= ``history_len`` items before the target; rows with fewer than
+  ``min_history`` are dropped.
 * Candidates (all splits, frozen): the target plus ``num_candidates - 1`` distinct items the user never
   interacted with, drawn uniformly, in random order.
 
@@ -18,14 +22,18 @@ changing one split's rows does not move another split's candidates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 
+from llara.config import SplitBy
+from llara.data.dataset import SPLITS
 from llara.data.interactions import Interactions
 from llara.errors import LlaraError
 
 SPLIT_STREAMS = {"split": 0, "train": 1, "val": 2, "test": 3}
+SPLIT_BY: tuple[str, ...] = get_args(SplitBy)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class ProtocolParams:
     min_history: int = 3
     num_candidates: int = 20
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_by: SplitBy = "users"
 
     def check(self) -> None:
         """Raise a LlaraError for values the protocol cannot honour."""
@@ -49,6 +58,8 @@ class ProtocolParams:
             raise LlaraError(f"num_candidates must be at least 2 (target + 1 negative), got {self.num_candidates}")
         if len(self.split) != 3 or min(self.split) < 0 or abs(sum(self.split) - 1.0) > 1e-6:
             raise LlaraError(f"split must be three non-negative ratios summing to 1, got {list(self.split)}")
+        if self.split_by not in SPLIT_BY:
+            raise LlaraError(f"split_by must be one of {', '.join(SPLIT_BY)}, got {self.split_by!r}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,6 @@ def build_samples(data: Interactions, params: ProtocolParams) -> Samples:
     keep = _first_occurrences(user_seq, item_seq, len(raw_items))
     user_seq, item_seq = user_seq[keep], item_seq[keep]
 
-    assignment = _assign_users(len(users), params)
     catalog = data.catalog.set_index("item")["title"]
     items = pd.DataFrame(
         {
@@ -100,19 +110,77 @@ def build_samples(data: Interactions, params: ProtocolParams) -> Samples:
     )
     seen = np.unique(user_seq.astype(np.int64) * len(raw_items) + item_seq)
     check_enough_items(np.bincount(user_seq, minlength=len(users)), len(raw_items), params.num_candidates, users)
-    splits = {}
-    for index, name in enumerate(("train", "val", "test")):
-        rows = _rows(user_seq, item_seq, assignment == index, last_only=name != "train", params=params)
-        splits[name] = sample_frame(rows, users, seen, len(raw_items), params, rng_for(params.seed, name))
+    positions = SequencePositions.of(user_seq)
+    if params.split_by == "users":
+        targets, split_users = _user_split_targets(positions, user_seq, len(users), params)
+    else:
+        targets, split_users = _leave_one_out_targets(positions, user_seq, params)
+    splits = {
+        name: sample_frame(
+            _rows(user_seq, item_seq, positions, targets[name], params),
+            users, seen, len(raw_items), params, rng_for(params.seed, name),
+        )
+        for name in SPLITS
+    }
     counts = {
         "users": int(len(users)),
         "items": int(len(raw_items)),
         "interactions": int(len(table)),
         "interactions_used": int(len(item_seq)),
-        **{f"{name}_users": int((assignment == i).sum()) for i, name in enumerate(("train", "val", "test"))},
+        **{f"{name}_users": split_users[name] for name in SPLITS},
         **{f"{name}_rows": int(len(frame)) for name, frame in splits.items()},
     }
     return Samples(items=items, splits=splits, counts=counts)
+
+
+@dataclass(frozen=True)
+class SequencePositions:
+    """Where each interaction of the user-then-time sorted log sits in its user's sequence."""
+
+    user_start: np.ndarray  # index of the user's first interaction, per interaction
+    position: np.ndarray  # 0-based position from the start of the user's sequence
+    remaining: np.ndarray  # interactions of the same user after this one (0: the user's last)
+
+    @classmethod
+    def of(cls, user_seq: np.ndarray) -> SequencePositions:
+        """The positions of a log sorted by user (then time)."""
+        starts = np.r_[0, np.flatnonzero(np.diff(user_seq)) + 1] if len(user_seq) else np.zeros(0, dtype=np.int64)
+        ends = np.r_[starts[1:], len(user_seq)]
+        user_start = np.repeat(starts, ends - starts)
+        user_end = np.repeat(ends, ends - starts)
+        index = np.arange(len(user_seq))
+        return cls(user_start=user_start, position=index - user_start, remaining=user_end - 1 - index)
+
+
+def _user_split_targets(
+    positions: SequencePositions, user_seq: np.ndarray, num_users: int, params: ProtocolParams
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The paper's split: per split, a mask of the interactions that are targets, and its user count."""
+    assignment = _assign_users(num_users, params)
+    train, val, test = (assignment[user_seq] == index for index in range(len(SPLITS)))
+    long_enough = positions.position >= params.min_history
+    is_last = positions.remaining == 0
+    targets = {"train": train & long_enough, "val": val & long_enough & is_last, "test": test & long_enough & is_last}
+    return targets, {name: int((assignment == index).sum()) for index, name in enumerate(SPLITS)}
+
+
+def _leave_one_out_targets(
+    positions: SequencePositions, user_seq: np.ndarray, params: ProtocolParams
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Leave-one-out: the last interaction of every eligible user is a test target, the one before it a
+    validation target, and the earlier ones (with ``min_history`` items before them) training targets.
+
+    Eligible users have ``min_history + 2`` interactions or more (so they have both a validation and a
+    test row); a training target precedes both, so neither ever appears in a training row.
+    """
+    length = positions.position + positions.remaining + 1
+    eligible = length >= params.min_history + 2
+    targets = {
+        "train": eligible & (positions.remaining >= 2) & (positions.position >= params.min_history),
+        "val": eligible & (positions.remaining == 1),
+        "test": eligible & (positions.remaining == 0),
+    }
+    return targets, {name: int(np.unique(user_seq[mask]).size) for name, mask in targets.items()}
 
 
 def _codes(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -164,20 +232,15 @@ class RowBatch:
 
 
 def _rows(
-    user_seq: np.ndarray, item_seq: np.ndarray, in_split: np.ndarray, last_only: bool, params: ProtocolParams
+    user_seq: np.ndarray,
+    item_seq: np.ndarray,
+    positions: SequencePositions,
+    is_target: np.ndarray,
+    params: ProtocolParams,
 ) -> RowBatch:
-    """Target positions and their histories for the users in ``in_split`` (a per-user mask)."""
-    starts = np.r_[0, np.flatnonzero(np.diff(user_seq)) + 1] if len(user_seq) else np.zeros(0, dtype=np.int64)
-    ends = np.r_[starts[1:], len(user_seq)]
-    user_start = np.repeat(starts, ends - starts)
-    position = np.arange(len(user_seq)) - user_start
-    eligible = in_split[user_seq] & (position >= params.min_history)
-    if last_only:
-        is_last = np.zeros(len(user_seq), dtype=bool)
-        is_last[ends - 1] = True
-        eligible &= is_last
-    targets = np.flatnonzero(eligible)
-    first = np.maximum(user_start[targets], targets - params.history_len)
+    """The rows whose targets ``is_target`` marks, each with the last <= ``history_len`` items before it."""
+    targets = np.flatnonzero(is_target)
+    first = np.maximum(positions.user_start[targets], targets - params.history_len)
     lengths = targets - first
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
     gather = np.repeat(first - offsets[:-1], lengths) + np.arange(offsets[-1])

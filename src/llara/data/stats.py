@@ -33,7 +33,7 @@ def dataset_stats(data: PreparedData) -> dict[str, Any]:
         "domain": data.domain,
         "items": data.num_items,
         "seed": manifest.get("seed"),
-        "protocol": manifest.get("protocol", {}),
+        "protocol": {"split_by": "users", **manifest.get("protocol", {})},  # folders from before split_by: users
         "counts": manifest.get("counts", {}),
         "content_hash": str(manifest.get("content_hash", ""))[:16],
         "splits": {name: split_stats(data, name) for name in SPLITS},
