@@ -425,6 +425,12 @@ class VariantConfig(StrictModel):
         description="llara variants: the earlier llara variant whose export this one's training starts from "
         "(train.init_from), e.g. an sft stage before a preference stage",
     )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="training seeds, each its own stages (train.seed of a llara variant, sr.seed of an sr "
+        "variant); the report shows each seed, the mean and std over seeds, and compares the per-row mean over "
+        "seeds; empty: one run with the section's seed",
+    )
 
     def resolve(self, base: ExperimentConfig) -> ExperimentConfig:
         """The run's sections with this variant's overrides merged in, validated."""
@@ -433,6 +439,17 @@ class VariantConfig(StrictModel):
             merged[section] = deep_merge(merged[section], getattr(self, section))
         merged["name"] = f"{base.name}-{self.name}"
         return validate_config(ExperimentConfig, merged, origin=f"variant {self.name!r}")
+
+    def seeded(self, config: ExperimentConfig) -> list[tuple[int | None, ExperimentConfig]]:
+        """``config`` once per training seed, that seed set where this kind trains (``train.seed`` of a
+        llara variant, ``sr.seed`` of an sr variant); ``[(None, config)]`` without seeds."""
+        if not self.seeds:
+            return [(None, config)]
+        section = "sr" if self.kind == "sr" else "train"
+        return [
+            (seed, config.model_copy(update={section: getattr(config, section).model_copy(update={"seed": seed})}))
+            for seed in self.seeds
+        ]
 
 
 def _default_variants() -> list[VariantConfig]:
@@ -463,6 +480,7 @@ class RunConfig(ExperimentConfig):
         if self.reference is not None and self.reference not in names:
             raise LlaraError(f"reference: no variant is named {self.reference!r} (variants: {', '.join(names)})")
         for index, variant in enumerate(self.variants):
+            _check_seeds(variant)
             _check_after(variant, self.variants[:index])
         return [(variant, variant.resolve(self)) for variant in self.variants]
 
@@ -472,12 +490,27 @@ class RunConfig(ExperimentConfig):
 
 
 def _check_after(variant: VariantConfig, earlier: list[VariantConfig]) -> None:
-    """``after`` must name an earlier llara variant, and only llara variants can start from one."""
+    """``after`` must name an earlier llara variant with the same seeds (seed s starts from its seed s),
+    and only llara variants can start from one."""
     if variant.after is None:
         return
-    tuned = [v.name for v in earlier if v.kind == "llara"]
+    tuned = {v.name: v for v in earlier if v.kind == "llara"}
     if variant.kind != "llara" or variant.after not in tuned:
         raise LlaraError(
             f"variant {variant.name!r}: after={variant.after!r} must name an earlier llara variant "
             f"(earlier llara variants: {', '.join(tuned) or 'none'})"
         )
+    if variant.seeds != tuned[variant.after].seeds:
+        raise LlaraError(
+            f"variant {variant.name!r}: seeds {variant.seeds} must equal the seeds {tuned[variant.after].seeds} of "
+            f"{variant.after!r}, which it starts from (each seed from the same seed)"
+        )
+
+
+def _check_seeds(variant: VariantConfig) -> None:
+    """Seeds are distinct, and only variants that train have them."""
+    repeated = sorted({seed for seed in variant.seeds if variant.seeds.count(seed) > 1})
+    if repeated:
+        raise LlaraError(f"variant {variant.name!r}: seeds must be distinct; repeated: {repeated}")
+    if variant.seeds and variant.kind == "zero-shot":
+        raise LlaraError(f"variant {variant.name!r}: a zero-shot variant trains nothing, so it takes no seeds")

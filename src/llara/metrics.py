@@ -87,6 +87,15 @@ def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def random_hit_ratio(candidate_counts: np.ndarray, k: int) -> float:
+    """HR@k of a uniformly random ranking (the random-pick level): min(k, C) / C per row of C candidates,
+    averaged over the rows (1/20 for HR@1 of 20 candidates)."""
+    counts = np.asarray(candidate_counts, dtype=np.float64)
+    if counts.size == 0 or (counts < 1).any():
+        raise LlaraError("the random-pick level needs at least one row, each with at least one candidate")
+    return float((np.minimum(k, counts) / counts).mean())
+
+
 def paired_comparison(
     variant: np.ndarray, reference: np.ndarray, resamples: int = 10_000, seed: int = 0
 ) -> dict[str, float]:

@@ -1,9 +1,15 @@
 """Paired comparisons of a run's variants against its reference variant, row by row.
 
 Every variant of a run is scored on the same frozen rows, so two variants can be compared on each row:
-the difference in HR@1 with a paired bootstrap 95% interval, and McNemar's exact test on the rows where
-exactly one of them is right (``llara.metrics.paired_comparison``). Separate Wilson intervals cannot
-tell two variants apart at about a hundred rows; paired tests use the fact that the rows are shared.
+the difference in HR@1 with a paired bootstrap 95% interval, and an exact test on the rows where they
+differ (``llara.metrics.paired_comparison``). Separate Wilson intervals cannot tell two variants apart at
+about a hundred rows; paired tests use the fact that the rows are shared.
+
+A variant with several seeds enters with its per-row hit averaged over the seeds
+(:mod:`llara.pipeline.seeds`). The bootstrap resamples rows of those means as it does 0/1 hits. McNemar's
+test needs 0/1 outcomes, so between averaged rows the exact p-value is the sign test on the rows where the
+means differ (``wins`` vs ``losses`` under Binomial(n, 1/2)): the same formula, which is McNemar's test
+when both sides have one seed.
 """
 
 from __future__ import annotations
@@ -16,13 +22,10 @@ import pandas as pd
 
 from llara.evaluation.evaluate import PREDICTIONS_FILE
 from llara.metrics import paired_comparison
-from llara.pipeline.results import RunIndex, VariantEntry
+from llara.pipeline.results import ResultRow, RunIndex, VariantEntry, variant_groups
+from llara.pipeline.seeds import mean_over_seeds
 
-#: protocol -> per-row hit of the top answer, from an evaluation's predictions table
-HIT_RULES = {
-    "rank": lambda frame: frame["rank"] == 0,
-    "generate": lambda frame: frame["pred"] == frame["target"],
-}
+HIT = "hr@1"
 
 
 @dataclass(frozen=True)
@@ -41,34 +44,40 @@ class Comparison:
     n: int
 
 
-def row_hits(run_dir: Path, entry: VariantEntry, protocol: str) -> pd.Series | None:
-    """Per-row 0/1 hits of a variant under ``protocol``, indexed by row, or None if it has none."""
-    path = run_dir / Path(entry.metrics).parent / PREDICTIONS_FILE
-    if not path.is_file() or protocol not in HIT_RULES:
+def row_hits(run_dir: Path, entries: list[VariantEntry], protocol: str) -> pd.Series | None:
+    """Per-row HR@1 of a variant under ``protocol`` (0/1, or the mean over its seeds), indexed by row;
+    None if it lacks the protocol."""
+    means = mean_over_seeds(run_dir, [entry.metrics for entry in entries], protocol)
+    return None if means is None else means[HIT]
+
+
+def compare(
+    run_dir: Path,
+    variant: list[VariantEntry],
+    protocol: str,
+    reference: list[VariantEntry],
+    reference_protocol: str | None = None,
+) -> Comparison | None:
+    """``variant`` under ``protocol`` against ``reference`` under ``reference_protocol`` (default: the same)
+    on their shared rows; None when either lacks its protocol."""
+    reference_protocol = reference_protocol or protocol
+    hits, base = row_hits(run_dir, variant, protocol), row_hits(run_dir, reference, reference_protocol)
+    if hits is None or base is None:
         return None
-    frame = pd.read_parquet(path)
-    needed = {"rank"} if protocol == "rank" else {"pred", "target"}
-    if not needed <= set(frame.columns):
-        return None
-    return HIT_RULES[protocol](frame).astype(float).set_axis(frame["row"])
+    shared = base.index.intersection(hits.index)
+    result = paired_comparison(np.asarray(hits[shared]), np.asarray(base[shared]))
+    return Comparison(variant[0].name, reference[0].name, protocol, **result)
 
 
 def compare_with_reference(run_dir: Path, index: RunIndex, reference: str, protocol: str = "rank") -> list[Comparison]:
     """Every other variant against ``reference`` under ``protocol`` (variants lacking it are skipped)."""
-    entries = {entry.name: entry for entry in index.variants}
-    if reference not in entries:
-        return []
-    base = row_hits(run_dir, entries[reference], protocol)
-    if base is None:
+    groups = variant_groups(index)
+    if reference not in groups:
         return []
     out = []
-    for entry in index.variants:
-        hits = row_hits(run_dir, entry, protocol) if entry.name != reference else None
-        if hits is None:
-            continue
-        shared = base.index.intersection(hits.index)
-        result = paired_comparison(np.asarray(hits[shared]), np.asarray(base[shared]))
-        out.append(Comparison(entry.name, reference, protocol, **result))
+    for name, entries in groups.items():
+        if name != reference and (result := compare(run_dir, entries, protocol, groups[reference])) is not None:
+            out.append(result)
     return out
 
 
@@ -78,7 +87,7 @@ def comparison_table(comparisons: list[Comparison]) -> str:
         return ""
     lines = [
         f"| variant | ΔHR@1 vs {comparisons[0].reference} ({comparisons[0].protocol}) | paired 95% CI | "
-        "McNemar p | rows only it gets right / only the reference does |",
+        "exact p (McNemar; sign test over seeds) | rows only it gets right / only the reference does |",
         "|---|---|---|---|---|",
     ]
     for c in comparisons:
@@ -87,3 +96,13 @@ def comparison_table(comparisons: list[Comparison]) -> str:
             f"{c.wins} / {c.losses} |"
         )
     return "\n".join(lines)
+
+
+def candidate_counts(run_dir: Path, index: RunIndex) -> np.ndarray | None:
+    """The candidate count of each evaluated row (from the first evaluation with predictions)."""
+    for entry in index.variants:
+        path = run_dir / Path(entry.metrics).parent / PREDICTIONS_FILE
+        if path.is_file():
+            candidates = pd.read_parquet(path, columns=["candidates"])["candidates"]
+            return np.array([len(c) for c in candidates], dtype=np.int64)
+    return None

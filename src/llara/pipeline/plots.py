@@ -6,7 +6,7 @@ path, or None when there is nothing to draw (e.g. no trained variant).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +124,15 @@ def plot_schedule(logs: Sequence[VariantLog], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_hr_at_k(rows: Sequence[ResultRow], path: Path) -> Path | None:
-    """HR@1 and HR@5 of every (variant, protocol) with 95% CI error bars."""
+def plot_hr_at_k(
+    rows: Sequence[ResultRow],
+    path: Path,
+    random_levels: Mapping[str, float] | None = None,
+    best_sr: ResultRow | None = None,
+) -> Path | None:
+    """HR@1 and HR@5 of every (variant, protocol) with 95% CI error bars (a variant with seeds: the mean
+    over seeds, each seed a dot), the random-pick level of each metric as a dotted line in its colour and
+    the best SR backbone's HR@1 as a dashed line."""
     rows = [row for row in rows if any(m in row.metrics for m in HR_METRICS)]
     if not rows:
         return None
@@ -136,13 +143,25 @@ def plot_hr_at_k(rows: Sequence[ResultRow], path: Path) -> Path | None:
     for i, metric in enumerate(HR_METRICS):
         stats = [row.metrics.get(metric) for row in rows]
         means = np.array([s["mean"] if s else np.nan for s in stats])
-        low = np.array([s["mean"] - s["ci_low"] if s else 0.0 for s in stats])
-        high = np.array([s["ci_high"] - s["mean"] if s else 0.0 for s in stats])
-        ax.bar(x + (i - (len(HR_METRICS) - 1) / 2) * width, means, width, yerr=[low, high], capsize=3,
-               label=metric.upper())
-    ax.set_xticks(x, [f"{row.variant}\n{row.protocol}" for row in rows], rotation=45, ha="right", fontsize="small")
+        # clipped at 0: a Wilson bound at a mean of 0 or 1 can sit a rounding error past the mean
+        low = np.clip([s["mean"] - s["ci_low"] if s else 0.0 for s in stats], 0.0, None)
+        high = np.clip([s["ci_high"] - s["mean"] if s else 0.0 for s in stats], 0.0, None)
+        offset = x + (i - (len(HR_METRICS) - 1) / 2) * width
+        bars = ax.bar(offset, means, width, yerr=[low, high], capsize=3, label=metric.upper())
+        for position, row in zip(offset, rows):
+            if seeds := [seed.metrics[metric]["mean"] for seed in row.seeds if metric in seed.metrics]:
+                ax.plot([position] * len(seeds), seeds, "o", color="black", markersize=3)
+        level = (random_levels or {}).get(metric)
+        if level is not None:
+            ax.axhline(level, color=bars.patches[0].get_facecolor(), linestyle=":",
+                       label=f"random pick {metric.upper()} ({level:.3f})")
+    if best_sr is not None:
+        ax.axhline(best_sr.metrics["hr@1"]["mean"], color="black", linestyle="--", linewidth=1,
+                   label=f"best SR backbone {best_sr.variant} HR@1 ({best_sr.metrics['hr@1']['mean']:.3f})")
+    ax.set_xticks(x, [f"{row.label}\n{row.protocol}" for row in rows], rotation=45, ha="right", fontsize="small")
     top = max(s["ci_high"] for row in rows for m in HR_METRICS if (s := row.metrics.get(m)))
+    top = max([top, *(random_levels or {}).values()])
     ax.set(ylabel="hit ratio (95% CI)", ylim=(0, min(1.0, top) + 0.05), title="Hit ratio by variant")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     return _save(fig, path)

@@ -13,8 +13,9 @@ from rich import box
 from rich.table import Table
 
 from llara.paths import atomic_file
-from llara.pipeline.comparisons import HIT_RULES, compare_with_reference, comparison_table
-from llara.pipeline.plots import plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
+from llara.evaluation.evaluate import PROTOCOLS
+from llara.pipeline.comparisons import candidate_counts, compare_with_reference, comparison_table
+from llara.pipeline.plots import HR_METRICS, plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
 from llara.pipeline.results import (
     ENVIRONMENT,
     RUN_CONFIG,
@@ -26,6 +27,8 @@ from llara.pipeline.results import (
     load_logs,
     load_results,
 )
+from llara.pipeline.seeds import seed_spread
+from llara.pipeline.standing import best_sr, random_levels, standing_sentences
 
 REPORT = "report.md"
 
@@ -49,7 +52,7 @@ def format_summary(summary: Summary | None) -> str:
 def table_cells(row: ResultRow, cell: Callable[[Summary | None], str] = format_summary) -> list[str]:
     """The row's cells in table order: variant, protocol, metric columns (rendered by ``cell``), n."""
     metrics = [cell(row.metrics.get(name)) for _, _, name in COLUMNS]
-    return [row.variant, row.protocol, *metrics, str(row.rows or "–")]
+    return [row.label, row.protocol, *metrics, str(row.rows or "–")]
 
 
 def table_headers() -> list[str]:
@@ -97,19 +100,22 @@ def write_report(run_dir: str | Path) -> tuple[Path, list[ResultRow]]:
     index = load_index(run_dir)
     rows = load_results(run_dir, index)
     logs = load_logs(run_dir, index)
-    plots = _draw_plots(run_dir / "plots", rows, logs)
+    levels = random_levels(candidate_counts(run_dir, index), HR_METRICS)
+    plots = _draw_plots(run_dir / "plots", rows, logs, levels)
     text = _render_markdown(run_dir, index, rows, plots)
     with atomic_file(run_dir / REPORT) as handle:
         handle.write(text)
     return run_dir / REPORT, rows
 
 
-def _draw_plots(folder: Path, rows: Sequence[ResultRow], logs: Sequence[VariantLog]) -> dict[str, Path]:
+def _draw_plots(
+    folder: Path, rows: Sequence[ResultRow], logs: Sequence[VariantLog], levels: dict[str, float]
+) -> dict[str, Path]:
     drawn = {
         "Learning curves": plot_learning_curves(logs, folder / "learning_curves.png"),
         "Validation HR@1 during training": plot_validation(logs, folder / "validation_hr1.png"),
         "Realised schedule": plot_schedule(logs, folder / "schedule.png"),
-        "Hit ratio by variant": plot_hr_at_k(rows, folder / "hr_at_k.png"),
+        "Hit ratio by variant": plot_hr_at_k(rows, folder / "hr_at_k.png", levels, best_sr(rows)),
     }
     return {title: path for title, path in drawn.items() if path is not None}
 
@@ -117,16 +123,59 @@ def _draw_plots(folder: Path, rows: Sequence[ResultRow], logs: Sequence[VariantL
 def _paired_section(run_dir: Path, index: RunIndex) -> list[str]:
     """Every variant against the run's reference variant on the same rows, per protocol."""
     reference = index.reference or (index.variants[0].name if index.variants else None)
-    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in HIT_RULES]
+    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in PROTOCOLS]
     tables = [table for table in tables if table]
     if reference is None or not tables:
         return []
     intro = (
         f"HR@1 of each variant minus HR@1 of `{reference}` on the same rows: paired bootstrap 95% interval "
         "(10,000 resamples of the rows) and McNemar's exact test on the rows where exactly one of the two "
-        "is right. An interval that excludes 0 (p < 0.05) is a difference the rows support."
+        "is right. An interval that excludes 0 (p < 0.05) is a difference the rows support. A variant with "
+        "several seeds enters with each row's hit averaged over its seeds; McNemar's test needs 0/1 outcomes, "
+        "so there the exact p is the sign test on the rows where the two differ (McNemar's test is its 0/1 case)."
     )
     return ["## Paired comparisons", "", intro, ""] + [part for table in tables for part in (table, "")]
+
+
+def _standing_section(run_dir: Path, index: RunIndex, rows: Sequence[ResultRow]) -> list[str]:
+    """One sentence per LLM variant and protocol: against random and against the best SR backbone."""
+    sentences = standing_sentences(run_dir, index, rows)
+    if not sentences:
+        return []
+    intro = (
+        "Against random: the variant's 95% interval of HR@1 against the random-pick level (1 / candidates). "
+        "Against the best SR backbone: the paired comparison on the same rows (bootstrap 95% interval of the "
+        "HR@1 difference, exact p)."
+    )
+    return ["## Where each LLM variant stands", "", intro, "", *(f"- {sentence}" for sentence in sentences), ""]
+
+
+def seed_table(rows: Sequence[ResultRow]) -> str:
+    """Each seed's HR@1 / HR@5 / NDCG@5 with its 95% interval, then the mean ± std over seeds, per seeded
+    variant and protocol (empty string when no variant has seeds)."""
+    metrics = [(header, name) for header, _, name in COLUMNS if name in ("hr@1", "hr@5", "ndcg@5")]
+    lines = []
+    for row in (row for row in rows if row.seeds):
+        lines += [f"| {row.variant} | {row.protocol} | {seed.seed} | "
+                  + " | ".join(format_summary(seed.metrics.get(name)) for _, name in metrics) + " |"
+                  for seed in row.seeds]
+        spreads = [seed_spread([s.metrics[name]["mean"] for s in row.seeds if name in s.metrics]) for _, name in metrics]
+        lines.append(f"| {row.variant} | {row.protocol} | mean ± std | "
+                     + " | ".join(f"{mean:.4f} ± {std:.4f}" for mean, std in spreads) + " |")
+    if not lines:
+        return ""
+    headers = ["Variant", "Protocol", "Seed", *(f"{header} [95% CI]" for header, _ in metrics)]
+    return "\n".join(["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *lines])
+
+
+def _seeds_section(rows: Sequence[ResultRow]) -> list[str]:
+    table = seed_table(rows)
+    if not table:
+        return []
+    intro = ("Each seed with its own 95% interval, then the mean and the standard deviation over the seeds "
+             "(sample std). The results table shows a seeded variant's mean over seeds with the interval of "
+             "its per-row means over seeds.")
+    return ["## Seeds", "", intro, "", table, ""]
 
 
 def _render_markdown(
@@ -138,6 +187,8 @@ def _render_markdown(
               "counts only rows whose generated answer names a candidate. SR baselines and the ranking",
               "protocol score every candidate (ValidRatio 1, so HR@1 valid would equal HR@1).", "",
               markdown_table(rows), ""]
+    parts += _standing_section(run_dir, index, rows)
+    parts += _seeds_section(rows)
     parts += _paired_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
     parts += [f"| {e.name} | {e.kind} | {e.description} |" for e in index.variants]

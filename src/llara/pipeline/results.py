@@ -16,6 +16,7 @@ from typing import Any
 
 from llara.errors import LlaraError
 from llara.paths import atomic_file, read_jsonl
+from llara.pipeline.seeds import seed_mean_metrics
 
 RUN_INDEX = "run.json"
 RUN_CONFIG = "config.yaml"
@@ -30,7 +31,8 @@ class VariantEntry:
 
     ``metrics``: its ``metrics.json`` (written by :mod:`llara.evaluation.evaluate`); ``train_log``: its
     training log when tuned; ``behavioral``: whether its prompts can carry behavioral tokens;
-    ``schedule``: its training schedule (``train.schedule``) when tuned.
+    ``schedule``: its training schedule (``train.schedule``) when tuned; ``seed``: the training seed of
+    this entry when the variant lists ``seeds`` (then the index holds one entry per seed, same ``name``).
     """
 
     name: str
@@ -40,6 +42,12 @@ class VariantEntry:
     train_log: str | None = None
     behavioral: bool = False
     schedule: str | None = None
+    seed: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The variant's name, with the seed when it has several (``llara seed 1``)."""
+        return self.name if self.seed is None else f"{self.name} seed {self.seed}"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VariantEntry:
@@ -60,14 +68,32 @@ class RunIndex:
 
 
 @dataclass(frozen=True)
+class SeedResult:
+    """One seed of a variant under one protocol: the seed and its own metric summaries."""
+
+    seed: int
+    metrics: dict[str, Summary]
+
+
+@dataclass(frozen=True)
 class ResultRow:
-    """One line of the results table: a variant evaluated under one protocol."""
+    """One line of the results table: a variant evaluated under one protocol.
+
+    For a variant trained with several seeds, ``seeds`` holds each seed's own summaries and ``metrics``
+    summarises the per-row means over the seeds (:func:`llara.pipeline.seeds.seed_mean_metrics`).
+    """
 
     variant: str
     kind: str
     description: str
     protocol: str
     metrics: dict[str, Summary]
+    seeds: tuple[SeedResult, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The variant's name, with its seed count when it has seeds (``llara (3 seeds)``)."""
+        return self.variant if not self.seeds else f"{self.variant} ({len(self.seeds)} seeds)"
 
     @property
     def rows(self) -> int | None:
@@ -103,19 +129,34 @@ def load_index(run_dir: Path) -> RunIndex:
     return RunIndex(data["name"], data.get("created", "?"), variants, data.get("reference"))
 
 
+def variant_groups(index: RunIndex) -> dict[str, list[VariantEntry]]:
+    """The index's entries by variant name, in index order (a variant with seeds has one entry per seed)."""
+    groups: dict[str, list[VariantEntry]] = {}
+    for entry in index.variants:
+        groups.setdefault(entry.name, []).append(entry)
+    return groups
+
+
 def load_results(run_dir: Path, index: RunIndex) -> list[ResultRow]:
-    """Every (variant, protocol) result named in the index, in index order."""
-    return [
-        ResultRow(entry.name, entry.kind, entry.description, protocol, metrics)
-        for entry in index.variants
-        for protocol, metrics in read_json(run_dir / entry.metrics)["metrics"].items()
-    ]
+    """Every (variant, protocol) result named in the index, in index order; a variant's seeds make one row."""
+    rows = []
+    for entries in variant_groups(index).values():
+        first = entries[0]
+        per_entry = [read_json(run_dir / entry.metrics)["metrics"] for entry in entries]
+        for protocol, metrics in per_entry[0].items():
+            if first.seed is None:
+                rows.append(ResultRow(first.name, first.kind, first.description, protocol, metrics))
+                continue
+            seeds = tuple(SeedResult(e.seed, m[protocol]) for e, m in zip(entries, per_entry, strict=True))
+            mean = seed_mean_metrics(run_dir, [entry.metrics for entry in entries], protocol)
+            rows.append(ResultRow(first.name, first.kind, first.description, protocol, mean, seeds))
+    return rows
 
 
 def load_logs(run_dir: Path, index: RunIndex) -> list[VariantLog]:
-    """Training logs of the trained variants (those whose log file exists)."""
+    """Training logs of the trained variants (those whose log file exists), one per seed."""
     return [
-        VariantLog(entry.name, read_jsonl(run_dir / entry.train_log), entry.behavioral, entry.schedule)
+        VariantLog(entry.label, read_jsonl(run_dir / entry.train_log), entry.behavioral, entry.schedule)
         for entry in index.variants
         if entry.train_log and (run_dir / entry.train_log).is_file()
     ]

@@ -3,10 +3,14 @@
 Everything lands in one run folder (default ``runs/<name>``) as hash-keyed stages (:mod:`llara.pipeline.stages`):
 
 * ``data``: the prepared samples (one for the whole run: every variant sees the same frozen candidates);
-* ``sr-<model>``: one per distinct SR config a variant needs (``sr-<model>-<key>`` if a model has several);
+* ``sr-<model>``: one per distinct SR config a variant needs (``sr-<model>-seed<s>`` when a model's configs
+  differ only in the seed, ``sr-<model>-<key>`` when they differ otherwise);
 * ``train-<variant>``: LoRA + projector tuning of each ``llara`` variant;
 * ``eval-<variant>``: metrics.json (one section per protocol) + per-row predictions (llara.evaluation.evaluate);
   SR baselines score every candidate, so they have the ranking protocol only.
+
+A variant with ``seeds`` has these stages once per seed (``train-<variant>-seed<s>``, ``eval-<variant>-seed<s>``,
+the SR backbone of an sr variant ``sr-<model>-seed<s>``) and one run-index entry per seed.
 
 Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.md`` and ``plots/``.
 """
@@ -72,13 +76,15 @@ def run_pipeline(
     planned = config.resolved_variants()
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
-    sr_names = sr_stage_names([resolved.sr for variant, resolved in planned if needs_sr(variant, resolved)])
+    sr_names = sr_stage_names(
+        [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
+    )
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
     run_dir.mkdir(parents=True, exist_ok=True)
     pipeline = _Pipeline(store, progress)
     data = pipeline.data(config)
-    entries = [pipeline.variant(variant, resolved, data, sr_names) for variant, resolved in planned]
+    entries = [entry for variant, resolved in planned for entry in pipeline.variant(variant, resolved, data, sr_names)]
     _write_run_files(run_dir, config, entries)
     report, rows = write_report(run_dir)
     return RunOutcome(run_dir, report, rows, pipeline.results)
@@ -103,21 +109,36 @@ def sr_json(config: SRConfig) -> str:
 
 
 def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
-    """Stage name per distinct SR config: ``sr-<model>``, or ``sr-<model>-<hash>`` when a model has several."""
+    """Stage name per distinct SR config: ``sr-<model>``; when a model has several, ``sr-<model>-seed<s>`` if
+    they differ only in the seed, else ``sr-<model>-<hash>``."""
     distinct = {sr_json(c): c for c in configs}
-    per_model: dict[str, int] = {}
+    per_model: dict[str, list[SRConfig]] = {}
     for c in distinct.values():
-        per_model[c.model] = per_model.get(c.model, 0) + 1
-    return {
-        key: f"sr-{c.model}" if per_model[c.model] == 1 else f"sr-{c.model}-{stage_key(json.loads(key))[:8]}"
-        for key, c in distinct.items()
-    }
+        per_model.setdefault(c.model, []).append(c)
+    names = {}
+    for key, c in distinct.items():
+        siblings = per_model[c.model]
+        if len(siblings) == 1:
+            names[key] = f"sr-{c.model}"
+        elif len({sr_json(s.model_copy(update={"seed": 0})) for s in siblings}) == 1:
+            names[key] = f"sr-{c.model}-seed{c.seed}"
+        else:
+            names[key] = f"sr-{c.model}-{stage_key(json.loads(key))[:8]}"
+    return names
+
+
+def seed_suffix(seed: int | None) -> str:
+    """The stage-name suffix of one seed of a variant (``-seed<s>``; none without seeds)."""
+    return "" if seed is None else f"-seed{seed}"
 
 
 def stage_names(planned: list[tuple[VariantConfig, ExperimentConfig]], sr_names: dict[str, str]) -> list[str]:
-    """Every stage a run has, in order: data, SR backbones, then each variant's training and evaluation."""
-    trained = [f"train-{variant.name}" for variant, _ in planned if variant.kind == "llara"]
-    return ["data", *sr_names.values(), *trained, *(f"eval-{variant.name}" for variant, _ in planned)]
+    """Every stage a run has, in order: data, SR backbones, then each variant's (and seed's) training and
+    evaluation."""
+    runs = [(variant.kind, f"{variant.name}{seed_suffix(seed)}")
+            for variant, config in planned for seed, _ in variant.seeded(config)]
+    trained = [f"train-{run}" for kind, run in runs if kind == "llara"]
+    return ["data", *sr_names.values(), *trained, *(f"eval-{run}" for _, run in runs)]
 
 
 def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
@@ -145,7 +166,7 @@ class _Pipeline:
         self.progress = progress
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
-        self.trained: dict[str, StageResult] = {}
+        self.trained: dict[tuple[str, int | None], StageResult] = {}
 
     def _stage(
         self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None, spinner: bool = False
@@ -182,16 +203,28 @@ class _Pipeline:
 
     def variant(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
+    ) -> list[VariantEntry]:
+        """Train (if tuned) and evaluate one variant, once per seed; its entries in the run index."""
+        return [self.seed_run(variant, seed, seeded, data, sr_names) for seed, seeded in variant.seeded(config)]
+
+    def seed_run(
+        self,
+        variant: VariantConfig,
+        seed: int | None,
+        config: ExperimentConfig,
+        data: StageResult,
+        sr_names: dict[str, str],
     ) -> VariantEntry:
-        """Train (if tuned) and evaluate one variant; its entry in the run index."""
+        """Train (if tuned) and evaluate one seed of a variant (``seed`` None: a variant without seeds)."""
+        run = f"{variant.name}{seed_suffix(seed)}"
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
         trained: dict[str, Any] = {}
         if variant.kind == "sr":
             target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
-            stage = self.train(variant, config, data, sr, self.trained.get(variant.after or ""))
-            self.trained[variant.name] = stage
+            stage = self.train(run, config, data, sr, self.trained.get((variant.after or "", seed)))
+            self.trained[(variant.name, seed)] = stage
             target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": config.eval.protocols}
             identity = {"train": stage.output_id}
             trained = {
@@ -202,9 +235,9 @@ class _Pipeline:
         else:
             target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
             identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
-        evaluated = self.evaluate(variant.name, config, data, target, identity)
+        evaluated = self.evaluate(run, config, data, target, identity)
         metrics = _relative(evaluated.output / METRICS_FILE, self.store.root)
-        return VariantEntry(variant.name, variant.kind, metrics, describe(variant, config), **trained)
+        return VariantEntry(variant.name, variant.kind, metrics, describe(variant, config), seed=seed, **trained)
 
     def evaluate(
         self, name: str, config: ExperimentConfig, data: StageResult, target: dict[str, Any], identity: dict[str, Any]
@@ -221,13 +254,13 @@ class _Pipeline:
 
     def train(
         self,
-        variant: VariantConfig,
+        run: str,
         config: ExperimentConfig,
         data: StageResult,
         sr: StageResult | None,
         parent: StageResult | None = None,
     ) -> StageResult:
-        """LoRA + projector tuning of one ``llara`` variant (from ``parent``'s export when it has one)."""
+        """LoRA + projector tuning of one ``llara`` variant's seed ``run`` (from ``parent``'s export when it has one)."""
         from llara.training.loop import train
 
         spec = {
@@ -248,7 +281,7 @@ class _Pipeline:
                 "init_from": str(parent.output / EXPORT_DIR) if parent else config.train.init_from})
             train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
 
-        return self._stage(f"train-{variant.name}", spec, build, f"train {variant.name}")
+        return self._stage(f"train-{run}", spec, build, f"train {run}")
 
 
 def _relative(path: Path, root: Path) -> str:
