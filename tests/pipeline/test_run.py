@@ -211,3 +211,65 @@ def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "--force train-* matches no stage; this run's stages: data, sr-sasrec, eval-sasrec" in error
     assert not (tmp_path / "out" / "stages").exists()
+
+
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [
+        ("[{name: z, kind: zero-shot, seeds: [0, 1]}]", "a zero-shot variant trains nothing"),
+        ("[{name: a, seeds: [1, 1]}]", "seeds must be distinct; repeated: \\[1\\]"),
+        ("[{name: a, seeds: [0, 1]}, {name: b, after: a, seeds: [0]}]", "must equal the seeds \\[0, 1\\] of 'a'"),
+    ],
+)
+def test_bad_seeds_are_named(tmp_path, variants, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"variants: {variants}\n")
+    with pytest.raises(LlaraError, match=message):
+        load_config(path, cls=RunConfig).resolved_variants()
+
+
+def test_seeds_set_the_training_seed_of_their_kind_and_name_the_sr_stages():
+    config = RunConfig(variants=[VariantConfig(name="s", kind="sr", seeds=[3, 4]),
+                                 VariantConfig(name="l", kind="llara", seeds=[5])])
+    (sr_variant, sr_config), (llara_variant, llara_config) = config.resolved_variants()
+    assert [(seed, c.sr.seed, c.train.seed) for seed, c in sr_variant.seeded(sr_config)] == [(3, 3, 0), (4, 4, 0)]
+    assert [(seed, c.sr.seed, c.train.seed) for seed, c in llara_variant.seeded(llara_config)] == [(5, 0, 5)]
+    assert VariantConfig(name="x").seeded(llara_config) == [(None, llara_config)]
+    names = sr_stage_names([SRConfig(seed=3), SRConfig(seed=4), SRConfig(model="caser")])
+    assert sorted(names.values()) == ["sr-caser", "sr-sasrec-seed3", "sr-sasrec-seed4"]
+
+
+SEEDED_RUN = """
+name: seeded
+data: {{source: synthetic, split_by: leave-one-out, options: {{num_users: 30, num_items: 30, seq_len: 8}}}}
+sr: {{max_epochs: 1, batch_size: 64}}
+model: {{base_model: {llm}, lora_r: 4, prompt_mode: text}}
+train: {{max_train_rows: 8, batch_size: 4, micro_batch_size: 4, epochs: 1, schedule: direct}}
+eval: {{batch_size: 8, protocols: [rank]}}
+variants:
+  - {{name: sasrec, kind: sr, seeds: [0, 1]}}
+  - {{name: llara, kind: llara, seeds: [0, 1]}}
+reference: sasrec
+"""
+
+
+@pytest.mark.slow
+def test_seeded_variants_on_leave_one_out_data_run_one_stage_per_seed_and_are_reused(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    path = tmp_path / "seeded.yaml"
+    path.write_text(SEEDED_RUN.format(llm=tiny_llm))
+    quiet = Console(quiet=True)
+    first = run_pipeline(load_config(path, cls=RunConfig), tmp_path / "run", console=quiet, progress=False)
+    seeded = {f"{stage}-seed{seed}" for stage in ("sr-sasrec", "eval-sasrec", "train-llara", "eval-llara")
+              for seed in (0, 1)}
+    assert {r.name for r in first.stages} == {"data", *seeded}
+    assert [(r.label, r.protocol, r.rows) for r in first.rows] == [("sasrec (2 seeds)", "rank", 30),
+                                                                   ("llara (2 seeds)", "rank", 30)]
+    for row in first.rows:
+        seed_means = [seed.metrics["hr@1"]["mean"] for seed in row.seeds]
+        assert row.metrics["hr@1"]["mean"] == pytest.approx(sum(seed_means) / 2)
+    report = first.report.read_text()
+    assert "## Seeds" in report and "| llara | rank | mean ± std |" in report and "`llara (2 seeds)` (rank)" in report
+    again = run_pipeline(load_config(path, cls=RunConfig), tmp_path / "run", console=quiet, progress=False)
+    assert {r.action for r in again.stages} == {"reused"}
