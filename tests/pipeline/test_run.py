@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -273,3 +274,44 @@ def test_seeded_variants_on_leave_one_out_data_run_one_stage_per_seed_and_are_re
     assert "## Seeds" in report and "| llara | rank | mean ± std |" in report and "`llara (2 seeds)` (rank)" in report
     again = run_pipeline(load_config(path, cls=RunConfig), tmp_path / "run", console=quiet, progress=False)
     assert {r.action for r in again.stages} == {"reused"}
+
+
+# --- the leave-one-out benchmark config (configs/loo-movielens.yaml) ---
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_leave_one_out_benchmark_copies_the_quickstart_recipe():
+    loo = load_config(CONFIGS / "loo-movielens.yaml", cls=RunConfig)
+    quickstart = load_config(CONFIGS / "quickstart.yaml", cls=RunConfig)
+    assert loo.data == quickstart.data.model_copy(update={"split_by": "leave-one-out"})
+    assert (loo.sr, loo.model, loo.train, loo.eval) == (quickstart.sr, quickstart.model, quickstart.train, quickstart.eval)
+    llara = {v.name: resolved for v, resolved in loo.resolved_variants()}["llara-sasrec"]
+    assert llara == {v.name: r for v, r in quickstart.resolved_variants()}["llara-sasrec"].model_copy(
+        update={"name": llara.name, "data": loo.data})
+    backbones = [(resolved.sr.model, v.seeds) for v, resolved in loo.resolved_variants() if v.kind == "sr"]
+    assert backbones == [(model, [0, 1, 2, 3, 4]) for model in ("sasrec", "gru4rec", "caser")]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("recbole") is None, reason="recbole (the packaged ML-100K) is not installed")
+def test_the_leave_one_out_benchmark_ranks_all_943_users(tmp_path):
+    from llara.data.prepare import prepare_dataset
+
+    data = prepare_dataset(load_config(CONFIGS / "loo-movielens.yaml", cls=RunConfig).data, tmp_path / "ml100k")
+    assert len(data.split("test")) == len(data.split("val")) == 943
+
+
+@pytest.mark.slow
+def test_the_leave_one_out_benchmark_runs_end_to_end_on_tiny_inputs(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    tiny = ["data.source=synthetic", "data.options={num_users: 30, num_items: 30, seq_len: 8}",
+            f"model.base_model={tiny_llm}", "sr.max_epochs=1", "train.max_train_rows=8", "train.batch_size=4",
+            "train.eval_every=null", "eval.batch_size=8"]
+    config = load_config(CONFIGS / "loo-movielens.yaml", tiny, cls=RunConfig)
+    outcome = run_pipeline(config, tmp_path / "run", console=Console(quiet=True), progress=False)
+    assert len([r for r in outcome.stages if r.name.startswith("sr-")]) == 15  # 3 backbones x 5 seeds
+    assert [r.label for r in outcome.rows] == [
+        "sasrec (5 seeds)", "gru4rec (5 seeds)", "caser (5 seeds)", "llara-sasrec"]
+    assert all(r.rows == 30 for r in outcome.rows)  # every user's last item
+    assert "`llara-sasrec` (rank): HR@1" in outcome.report.read_text()
