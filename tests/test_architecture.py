@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llara"
 #: the top-level modules every stage may use
 BASE = {"base"}
 #: area -> the areas it may import (besides itself); an area is a subpackage, ``base`` (errors, paths,
-#: config, metrics), ``testing`` (test helpers) or ``cli`` (cli.py and commands/)
+#: config, metrics), ``testing`` (test helpers) or ``cli`` (cli.py, __main__.py and commands/)
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "data": BASE,
@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "testing": BASE | {"data", "sr", "llm"},
     "cli": BASE | {"data", "sr", "llm", "evaluation", "training", "serving", "pipeline"},
 }
-AREA_OF_MODULE = {"cli": "cli", "commands": "cli", "testing": "testing"}
+AREA_OF_MODULE = {"cli": "cli", "__main__": "cli", "commands": "cli", "testing": "testing"}
 
 
 def module_name(path: Path) -> str:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import needs_sr, sr_stage_names
+from llara.pipeline.run import needs_sr, select_variants, sr_stage_names
 from llara.pipeline.stages import StageStore, path_fingerprint, stage_key
 
 
@@ -93,6 +93,25 @@ def test_variants_resolve_over_the_run_sections(tmp_path):
     assert gru_config.sr.model == "gru4rec"
     assert (text_config.model.prompt_mode, text_config.train.schedule) == ("text", "direct")
     assert text_config.train.lr == 0.1 and text_config.train.epochs == 2
+
+
+def test_only_selects_variants_with_their_after_chain_and_the_reference(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "name: r\nreference: sasrec\nvariants:\n  - {name: sasrec, kind: sr}\n  - {name: gru, kind: sr}\n"
+        "  - {name: sft, kind: llara}\n  - {name: dpo, after: sft}\n  - {name: text-a}\n  - {name: text-b}\n"
+    )
+    config = load_config(path, cls=RunConfig)
+    planned = config.resolved_variants()
+
+    def names(only):
+        return [variant.name for variant, _ in select_variants(planned, only, config.reference_variant())]
+
+    assert names([]) == ["sasrec", "gru", "sft", "dpo", "text-a", "text-b"]
+    assert names(["dpo"]) == ["sasrec", "sft", "dpo"]
+    assert names(["text-*", "gru"]) == ["sasrec", "gru", "text-a", "text-b"]
+    with pytest.raises(LlaraError, match="--only nope: no such variant"):
+        names(["nope"])
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,10 @@ def run_command(
     force: list[str] = typer.Option(
         None, "--force", help="Redo a stage even if finished (name or glob, e.g. 'train-*'); repeatable."
     ),
+    only: list[str] = typer.Option(
+        None, "--only", help="Run and report only these variants (name or glob; repeatable), with the variants "
+        "they start from and the reference; other variants' stages stay on disk for a later full run.",
+    ),
 ) -> None:
     """Prepare data, train SR backbones and LLaRA variants, evaluate them all and write the report.
 
@@ -27,7 +31,7 @@ def run_command(
     from llara.pipeline.run import run_pipeline
 
     run_config = load_config(config, overrides or [], cls=RunConfig)
-    outcome = run_pipeline(run_config, out_dir=out, force=force or [])
+    outcome = run_pipeline(run_config, out_dir=out, force=force or [], only=only or [])
     console = Console()
     console.print(rich_table(outcome.rows, title=f"{run_config.name}: results (mean [95% CI])"))
     console.print(f"report: {outcome.report}", highlight=False)

@@ -18,6 +18,7 @@ Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.m
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import json
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
+from llara.errors import LlaraError
 from llara.pipeline.environment import environment_info
 from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint
 from llara.paths import atomic_file, check_replaceable
@@ -71,9 +73,14 @@ def run_pipeline(
     force: Collection[str] = (),
     console: Console | None = None,
     progress: bool = True,
+    only: Collection[str] = (),
 ) -> RunOutcome:
-    """Run (or reuse) every stage of ``config`` and write the report; see the module docstring."""
-    planned = config.resolved_variants()
+    """Run (or reuse) every stage of ``config`` and write the report; see the module docstring.
+
+    ``only`` (variant names or globs) restricts the run, and its report, to those variants, the variants
+    they start from (``after``) and the reference; the other variants' stages stay untouched on disk.
+    """
+    planned = select_variants(config.resolved_variants(), only, config.reference_variant())
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
     sr_names = sr_stage_names(
@@ -88,6 +95,27 @@ def run_pipeline(
     _write_run_files(run_dir, config, entries)
     report, rows = write_report(run_dir)
     return RunOutcome(run_dir, report, rows, pipeline.results)
+
+
+def select_variants(
+    planned: list[tuple[VariantConfig, ExperimentConfig]], only: Collection[str], reference: str
+) -> list[tuple[VariantConfig, ExperimentConfig]]:
+    """The variants matching a pattern of ``only`` (all if it is empty), with their ``after`` chains and
+    the reference, in the config's order; a pattern matching no variant is an error."""
+    if not only:
+        return planned
+    by_name = {variant.name: variant for variant, _ in planned}
+    unmatched = [pattern for pattern in only if not fnmatch.filter(by_name, pattern)]
+    if unmatched:
+        raise LlaraError(f"--only {', '.join(unmatched)}: no such variant (variants: {', '.join(by_name)})")
+    keep = {name for name in by_name if any(fnmatch.fnmatchcase(name, pattern) for pattern in only)} | {reference}
+    pending = list(keep)
+    while pending:
+        after = by_name[pending.pop()].after
+        if after is not None and after not in keep:
+            keep.add(after)
+            pending.append(after)
+    return [(variant, resolved) for variant, resolved in planned if variant.name in keep]
 
 
 def is_run_folder(path: Path) -> bool:
