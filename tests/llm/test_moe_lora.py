@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import move_trainable_weights as perturbed
 from peft import get_peft_model_state_dict
 
 from llara.config import ModelConfig, load_config
@@ -21,16 +22,6 @@ def build(tiny_llama: Path, tiny_data, sr_checkpoint: Path, **fields) -> LlaraMo
     torch.manual_seed(0)
     config = ModelConfig(base_model=str(tiny_llama), prompt_mode="hybrid", lora_dropout=0.0, **fields)
     return LlaraModel.from_config(config, tiny_data, sr_checkpoint)
-
-
-def perturbed(model: LlaraModel, seed: int = 1) -> LlaraModel:
-    """The model with every trainable weight moved (LoRA B starts at zero, which would hide the experts)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
