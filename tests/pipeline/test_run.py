@@ -11,7 +11,7 @@ from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import needs_sr, sr_stage_names
+from llara.pipeline.run import describe, needs_sr, sr_stage_names
 from llara.pipeline.stages import StageStore, path_fingerprint, stage_key
 
 
@@ -127,6 +127,13 @@ def test_variants_cannot_override_data(tmp_path):
 def test_only_behavioral_prompts_and_baselines_need_an_sr_backbone(kind, mode, expected):
     variant = VariantConfig(name="v", kind=kind, model={"prompt_mode": mode})
     assert needs_sr(variant, variant.resolve(RunConfig())) is expected
+
+
+def test_a_moe_lora_variant_needs_the_sr_backbone_its_gate_reads():
+    variant = VariantConfig(name="v", model={"prompt_mode": "text", "adapter": "moe-lora", "experts": 2})
+    config = variant.resolve(RunConfig())
+    assert needs_sr(variant, config)
+    assert describe(variant, config).startswith("MoE-LoRA (2 experts) on smollm2, text prompts")
 
 
 def test_sr_stage_names_are_short_unless_a_model_has_several_configs():
