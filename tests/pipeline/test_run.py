@@ -218,3 +218,34 @@ def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "--force train-* matches no stage; this run's stages: data, sr-sasrec, eval-sasrec" in error
     assert not (tmp_path / "out" / "stages").exists()
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_moe_lora_comparison_trains_both_adapters_on_the_quickstart_recipe():
+    quickstart = load_config(CONFIGS / "quickstart.yaml", cls=RunConfig)
+    compare = load_config(CONFIGS / "compare-moe-lora-cpu.yaml", cls=RunConfig)
+    (_, lora), (_, moe) = compare.resolved_variants()
+    (_, recipe) = quickstart.resolved_variants()[-1]
+    assert compare.reference_variant() == "lora"
+    for section in ("data", "sr", "train", "eval"):
+        assert getattr(lora, section) == getattr(moe, section) == getattr(recipe, section), section
+    assert lora.model == recipe.model and moe.model == recipe.model.model_copy(update={"adapter": "moe-lora"})
+
+
+@pytest.mark.slow
+def test_the_moe_lora_comparison_runs_end_to_end_on_tiny_inputs(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    tiny = ["data.source=synthetic", "data.options={num_users: 40, num_items: 30, seq_len: 8}",
+            "sr.max_epochs=2", "sr.batch_size=64", f"model.base_model={tiny_llm}", "train.max_train_rows=8",
+            "train.batch_size=4", "train.eval_every=2", "train.eval_rows=4", "eval.batch_size=4"]
+    config = load_config(CONFIGS / "compare-moe-lora-cpu.yaml", tiny, cls=RunConfig)
+    result = run_pipeline(config, tmp_path / "run", console=Console(quiet=True), progress=False)
+    assert [(r.variant, r.protocol) for r in result.rows] == [("lora", "rank"), ("moe-lora", "rank")]
+    report = result.report.read_text()
+    assert "ΔHR@1 vs lora (rank)" in report and "| moe-lora | " in report
+    assert "## Gate diagnostics (MoE-LoRA)" in report and "| moe-lora | 4 | " in report
+    gate = json.loads((tmp_path / "run/stages/eval-moe-lora/metrics.json").read_text())["gate"]
+    assert sum(gate["mean_weights"]) == pytest.approx(1.0) and gate["n"] == result.rows[1].rows
