@@ -191,8 +191,8 @@ class LlaraModel(nn.Module):
             "answer_token": model_config.answer_token,
         }
         model = cls(
-            llm, tokenizer, embeddings, data.titles, mode, domain, info, projector, sr, user_projector, answer_projector,
-            gate,
+            llm, tokenizer, embeddings, data.titles, mode, domain, info,
+            projector, sr, user_projector, answer_projector, gate,
         )
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
