@@ -54,6 +54,21 @@ def sr_checkpoint(tiny_data, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_sr(build_sr("sasrec", tiny_data.num_items, 64, 10), tmp_path_factory.mktemp("sr") / "sasrec")
 
 
+@pytest.fixture(scope="session")
+def moe_export(tiny_data, tiny_llama, sr_checkpoint, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved hybrid-prompt MoE-LoRA tiny model (4 experts over rank 8) with moved (non-initial) weights."""
+    import torch
+    from helpers import move_trainable_weights
+
+    from llara.config import ModelConfig
+    from llara.llm.model import LlaraModel
+
+    torch.manual_seed(0)
+    config = ModelConfig(base_model=str(tiny_llama), prompt_mode="hybrid", adapter="moe-lora", experts=4)
+    model = move_trainable_weights(LlaraModel.from_config(config, tiny_data, sr_checkpoint))
+    return model.save(tmp_path_factory.mktemp("moe") / "export")
+
+
 def write_ml100k_folder(folder: Path, num_users: int = 12, num_items: int = 30, per_user: int = 8) -> Path:
     """A small ML-100K-format folder: u.data (tab-separated) and u.item ('|'-separated, ISO-8859-1).
 

@@ -38,6 +38,19 @@ def tiny_train_overrides(data_dir: Path, base_model: Path, sr_checkpoint: Path, 
     ]
 
 
+def move_trainable_weights(model, seed: int = 1, scale: float = 0.3):
+    """``model`` in eval mode with every trainable weight moved by seeded noise (LoRA B starts at zero,
+    which would hide what an adapter does); returns the model."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(scale * torch.randn(parameter.shape, generator=generator))
+    return model.eval()
+
+
 @contextlib.contextmanager
 def crash_after_checkpoint(step: int) -> Iterator[None]:
     """Inside the block, training stops with KeyboardInterrupt right after writing checkpoint ``step``."""

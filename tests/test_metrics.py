@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from llara.errors import LlaraError
-from llara.metrics import ranking_metrics, summarize, target_ranks, wilson_interval
+from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_ranks, wilson_interval
 
 
 def test_ranks_count_better_candidates():
@@ -66,6 +66,18 @@ def test_summarize_binary_and_continuous():
 def test_summarize_refuses_empty():
     with pytest.raises(LlaraError, match="no rows"):
         summarize({"hr@1": np.array([])})
+
+
+def test_gate_diagnostics_show_even_use_and_collapse():
+    even = gate_diagnostics(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7]]))
+    assert even["mean_weights"] == pytest.approx([0.25] * 4) and even["entropy"] == pytest.approx(math.log(4))
+    assert even["max_entropy"] == pytest.approx(math.log(4)) and (even["experts"], even["n"]) == (4, 4)
+    collapsed = gate_diagnostics(np.array([[1.0, 0.0], [1.0, 0.0]]))
+    assert collapsed["mean_weights"] == [1.0, 0.0] and collapsed["entropy"] == 0.0
+    skewed = gate_diagnostics(np.array([[0.9, 0.1], [0.7, 0.3]]))
+    assert skewed["entropy"] == pytest.approx(-(0.8 * math.log(0.8) + 0.2 * math.log(0.2)))
+    with pytest.raises(LlaraError, match="rows, experts"):
+        gate_diagnostics(np.zeros((0, 2)))
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial_tails() -> None:

@@ -14,7 +14,7 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llara.errors import LlaraError
 
@@ -25,6 +25,7 @@ Protocol = Literal["generate", "rank"]
 SplitBy = Literal["users", "leave-one-out"]
 Objective = Literal["sft", "listwise", "sdpo", "dpo"]
 AnswerToken = Literal["none", "item", "interaction"]
+Adapter = Literal["lora", "moe-lora"]
 
 LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -105,7 +106,19 @@ class ModelConfig(StrictModel):
     domain: str | None = Field(
         None, description="template words: movies, games, music or generic; null: the prepared data's domain"
     )
-    lora_r: int = Field(8, description="LoRA rank")
+    adapter: Adapter = Field(
+        "lora",
+        description="the trained adapter: lora (one LoRA) or moe-lora (iLoRA: `experts` LoRA experts sharing the "
+        "rank lora_r, mixed per sequence by a gate that reads the SR backbone's representation of the history; "
+        "needs train.sr_checkpoint)",
+    )
+    experts: int = Field(
+        4,
+        ge=1,
+        description="moe-lora: number of LoRA experts; each gets rank lora_r / experts (lora_r must be a "
+        "multiple of experts)",
+    )
+    lora_r: int = Field(8, description="LoRA rank (moe-lora: the total rank over all experts)")
     lora_alpha: int = Field(32, description="LoRA scaling numerator: updates are scaled by lora_alpha / lora_r")
     lora_dropout: float = Field(0.1, description="dropout probability on the LoRA input")
     lora_target_modules: list[str] = Field(
@@ -128,6 +141,15 @@ class ModelConfig(StrictModel):
         description="ranking only: start each candidate's answer with a behavioral token carrying the "
         "candidate's SR item vector (item) or its elementwise product with the SR history state (interaction)",
     )
+
+    @model_validator(mode="after")
+    def _rank_splits_across_experts(self) -> ModelConfig:
+        if self.adapter == "moe-lora" and self.lora_r % self.experts:
+            raise ValueError(
+                f"model.adapter=moe-lora splits lora_r={self.lora_r} across experts={self.experts} experts, "
+                "which needs lora_r to be a multiple of experts (e.g. lora_r=8 with 1, 2, 4 or 8 experts)"
+            )
+        return self
 
 
 class TrainConfig(StrictModel):
@@ -166,6 +188,9 @@ class TrainConfig(StrictModel):
     )
     weight_decay: float = Field(0.0, description="AdamW weight decay of the LoRA weights")
     projector_weight_decay: float = Field(1e-5, description="AdamW weight decay of the projectors")
+    gate_lr_factor: float = Field(
+        1.0, gt=0.0, description="model.adapter=moe-lora: the gate's learning rate is lr times this factor"
+    )
     max_grad_norm: float = Field(1.0, description="gradients are clipped to this L2 norm before each step")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(
         "no", description="accelerate's mixed precision for the forward and backward passes"

@@ -6,6 +6,8 @@ Shared by every evaluator (SR baselines, LLaRA's ranking and generation protocol
 2. :func:`ranking_metrics` turns ranks into per-row arrays (``hr@k``, ``ndcg@k``, ``mrr``);
 3. :func:`summarize` turns any per-row arrays into ``{name: {mean, ci_low, ci_high, n}}``.
 
+:func:`gate_diagnostics` summarises how a MoE-LoRA gate spreads rows over its experts.
+
 A rank of ``-1`` means "the target was not ranked" (e.g. a generated answer that names no candidate):
 it scores 0 on every metric, so such rows count in the denominator, as in the paper's HitRatio@1.
 """
@@ -77,6 +79,26 @@ def _summarize_one(name: str, values: np.ndarray) -> dict[str, float]:
         half = Z_95 * float(values.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
         low, high = max(mean - half, float(values.min())), min(mean + half, float(values.max()))
     return {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
+
+
+def gate_diagnostics(weights: np.ndarray) -> dict[str, float | int | list[float]]:
+    """How a MoE-LoRA gate uses its experts over rows, from the per-row weights ``[N, K]``.
+
+    ``mean_weights``: the mean weight of each expert; ``entropy``: the entropy (nats) of that mean,
+    ``max_entropy`` (ln K) when the experts are used evenly and 0 when the gate collapsed onto one.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or not weights.size:
+        raise LlaraError(f"gate weights must be a non-empty [rows, experts] array, got shape {weights.shape}")
+    mean = weights.mean(axis=0)
+    used = mean[mean > 0]
+    return {
+        "experts": int(weights.shape[1]),
+        "mean_weights": mean.tolist(),
+        "entropy": float(-(used * np.log(used)).sum()),
+        "max_entropy": math.log(weights.shape[1]),
+        "n": int(weights.shape[0]),
+    }
 
 
 def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:

@@ -151,6 +151,21 @@ def test_evaluate_export_writes_predictions_and_metrics(tiny_llama, tiny_data, t
         assert row["pred"] == -1 or row["pred"] in row["candidates"]
 
 
+def test_a_moe_lora_export_is_evaluated_with_its_gate_diagnostics(moe_export, tmp_path, capsys) -> None:
+    args = ["evaluate", "--checkpoint", str(moe_export), "--protocol", "both"]
+    assert run_cli([*args, "--max-rows", "6", "--batch-size", "4", "--out", str(tmp_path / "o")]) == 0
+    written = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert set(written["metrics"]) == {"generate", "rank"} and written["rows"] == 6
+    per_row = np.array(pd.read_parquet(tmp_path / "o" / "predictions.parquet")["gate"].tolist())
+    assert per_row.shape == (6, 4) and np.allclose(per_row.sum(axis=1), 1.0)
+    gate = written["gate"]
+    assert gate["experts"] == 4 and gate["n"] == 6
+    assert gate["mean_weights"] == pytest.approx(per_row.mean(axis=0).tolist())
+    mean = per_row.mean(axis=0)
+    assert gate["entropy"] == pytest.approx(float(-(mean * np.log(mean)).sum()))
+    assert 0 < gate["entropy"] < gate["max_entropy"] == pytest.approx(np.log(4))
+
+
 def test_zero_shot_and_sr_checkpoints_are_evaluated(tiny_llama, tiny_data, tmp_path, caplog) -> None:
     from llara.sr.checkpoint import save_sr
     from llara.sr.registry import build_sr

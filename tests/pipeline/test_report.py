@@ -65,6 +65,17 @@ def test_report_has_table_plots_and_config(run_dir):
         assert f"(plots/{png}.png)" in text
 
 
+def test_report_shows_the_gate_diagnostics_of_moe_lora_variants(run_dir):
+    assert "Gate diagnostics" not in write_report(run_dir)[0].read_text()
+    path = run_dir / "stages/eval-llara/metrics.json"
+    gate = {"experts": 2, "mean_weights": [0.75, 0.25], "entropy": 0.5623, "max_entropy": 0.6931, "n": 50}
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gate": gate}))
+    text = write_report(run_dir)[0].read_text()
+    assert "## Gate diagnostics (MoE-LoRA)" in text
+    assert "| llara | 2 | 0.750, 0.250 | 0.562 (0.693) | 50 |" in text
+    assert "| sasrec | " not in text.split("## Gate diagnostics")[1].split("##")[0]
+
+
 def test_plots_skipped_without_training_logs(run_dir):
     index = json.loads((run_dir / "run.json").read_text())
     for entry in index["variants"]:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import needs_sr, select_variants, sr_stage_names
+from llara.pipeline.run import describe, needs_sr, select_variants, sr_stage_names
 from llara.pipeline.stages import StageStore, path_fingerprint, stage_key
 
 
@@ -147,6 +147,13 @@ def test_variants_cannot_override_data(tmp_path):
 def test_only_behavioral_prompts_and_baselines_need_an_sr_backbone(kind, mode, expected):
     variant = VariantConfig(name="v", kind=kind, model={"prompt_mode": mode})
     assert needs_sr(variant, variant.resolve(RunConfig())) is expected
+
+
+def test_a_moe_lora_variant_needs_the_sr_backbone_its_gate_reads():
+    variant = VariantConfig(name="v", model={"prompt_mode": "text", "adapter": "moe-lora", "experts": 2})
+    config = variant.resolve(RunConfig())
+    assert needs_sr(variant, config)
+    assert describe(variant, config).startswith("MoE-LoRA (2 experts) on smollm2, text prompts")
 
 
 def test_sr_stage_names_are_short_unless_a_model_has_several_configs():
@@ -334,3 +341,32 @@ def test_the_leave_one_out_benchmark_runs_end_to_end_on_tiny_inputs(tmp_path, ti
         "sasrec (5 seeds)", "gru4rec (5 seeds)", "caser (5 seeds)", "llara-sasrec"]
     assert all(r.rows == 30 for r in outcome.rows)  # every user's last item
     assert "`llara-sasrec` (rank): HR@1" in outcome.report.read_text()
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_moe_lora_comparison_trains_both_adapters_on_the_quickstart_recipe():
+    quickstart = load_config(CONFIGS / "quickstart.yaml", cls=RunConfig)
+    compare = load_config(CONFIGS / "compare-moe-lora-cpu.yaml", cls=RunConfig)
+    (_, lora), (_, moe) = compare.resolved_variants()
+    (_, recipe) = quickstart.resolved_variants()[-1]
+    assert compare.reference_variant() == "lora"
+    for section in ("data", "sr", "train", "eval"):
+        assert getattr(lora, section) == getattr(moe, section) == getattr(recipe, section), section
+    assert lora.model == recipe.model and moe.model == recipe.model.model_copy(update={"adapter": "moe-lora"})
+
+
+@pytest.mark.slow
+def test_the_moe_lora_comparison_runs_end_to_end_on_tiny_inputs(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    tiny = ["data.source=synthetic", "data.options={num_users: 40, num_items: 30, seq_len: 8}",
+            "sr.max_epochs=2", "sr.batch_size=64", f"model.base_model={tiny_llm}", "train.max_train_rows=8",
+            "train.batch_size=4", "train.eval_every=2", "train.eval_rows=4", "eval.batch_size=4"]
+    config = load_config(CONFIGS / "compare-moe-lora-cpu.yaml", tiny, cls=RunConfig)
+    result = run_pipeline(config, tmp_path / "run", console=Console(quiet=True), progress=False)
+    assert [(r.variant, r.protocol) for r in result.rows] == [("lora", "rank"), ("moe-lora", "rank")]
+    report = result.report.read_text()
+    assert "ΔHR@1 vs lora (rank)" in report and "| moe-lora | " in report
+    assert "## Gate diagnostics (MoE-LoRA)" in report and "| moe-lora | 4 | " in report
+    gate = json.loads((tmp_path / "run/stages/eval-moe-lora/metrics.json").read_text())["gate"]
+    assert sum(gate["mean_weights"]) == pytest.approx(1.0) and gate["n"] == result.rows[1].rows

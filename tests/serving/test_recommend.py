@@ -106,6 +106,17 @@ def test_recommendations_are_ranked_by_answer_likelihood(recommender: Recommende
     assert [r.item_id for r in batched[0][:3]] == expected
 
 
+def test_a_moe_lora_export_recommends(moe_export: Path, tiny_data, capsys) -> None:
+    recommender = Recommender.load(moe_export, tiny_data.root)
+    history, candidates = [3, 4, 5], [9, 6, 30, 12]
+    scores = score_candidates(recommender.model, [{"history": history, "candidates": candidates}]).total[0]
+    ranked = recommender.recommend(history, candidates, k=4)
+    assert [r.item_id for r in ranked] == [candidates[i] for i in np.argsort(-scores)]
+    args = ["recommend", "--checkpoint", str(moe_export), "--history", "Item 3", "--history", "4", "-k", "3"]
+    assert run_cli(args) == 0
+    assert capsys.readouterr().out.count("Item ") == 3
+
+
 def test_recommend_command_prints_a_ranked_table(export: Path, tiny_data, capsys) -> None:
     torch.manual_seed(0)
     args = ["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Item 3"]

@@ -28,6 +28,18 @@ def client(base_url: str) -> Iterator[httpx.Client]:
         yield http
 
 
+def test_a_moe_lora_export_is_served(moe_export, tiny_data) -> None:
+    recommender = Recommender.load(moe_export, tiny_data.root)
+    body = {"history": [3, 4, 5], "candidates": [9, 6, 30, 12], "k": 4}
+    with running_server(create_app(recommender, batch_wait_ms=30)) as url, httpx.Client(base_url=url, timeout=30) as http:
+        with ThreadPoolExecutor(2) as pool:  # two requests in one batch: each row keeps its own gate weights
+            answers = list(pool.map(lambda b: http.post("/recommend", json=b), [body, {**body, "history": [20, 21]}]))
+    assert [answer.status_code for answer in answers] == [200, 200]
+    expected = recommender.recommend(body["history"], body["candidates"], k=4)
+    assert [item["item_id"] for item in answers[0].json()["items"]] == [r.item_id for r in expected]
+    assert [item["score"] for item in answers[0].json()["items"]] == pytest.approx([r.score for r in expected], abs=1e-4)
+
+
 def test_health_and_openapi_docs(client: httpx.Client) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["items"] == 40 and health["prompt_mode"] == "text"

@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 
 from llara.training import checkpointing
 from llara.training.batching import accumulation_steps, epoch_micro_batches, prompt_lengths
-from llara.config import ExperimentConfig, load_config
+from llara.config import ExperimentConfig, ModelConfig, load_config
 from llara.errors import LlaraError
 from llara.llm.model import LlaraModel
-from llara.training.loop import train, warmup_cosine
+from llara.training.loop import build_optimizer, train, warmup_cosine
 
 
 def make_config(tiny_data, tiny_llama: Path, sr_checkpoint: Path, out: Path, *extra: str) -> ExperimentConfig:
@@ -26,18 +26,19 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpointing.list_checkpoints(out / "checkpoints")[-1] / "trainable.safetensors"))
 
 
-OBJECTIVE_SETTINGS = {
+SETTINGS = {
     "sft": (),
+    "sft-moe-lora": ("model.adapter=moe-lora", "model.experts=2", "train.gate_lr_factor=5"),
     "listwise": ("train.objective=listwise", "train.sft_weight=0.5", "model.answer_token=interaction", "model.user_token=true"),
     "sdpo": ("train.objective=sdpo", "train.negatives=2", "model.answer_token=item"),
 }
 
 
-@pytest.mark.parametrize("objective", sorted(OBJECTIVE_SETTINGS))
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
 def test_resume_after_a_crash_matches_an_uninterrupted_run(
-    tiny_data, tiny_llama, sr_checkpoint, tmp_path, objective
+    tiny_data, tiny_llama, sr_checkpoint, tmp_path, setting
 ) -> None:
-    extra = ("train.eval_every=3", *OBJECTIVE_SETTINGS[objective])
+    extra = ("train.eval_every=3", *SETTINGS[setting])
     straight = train(make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "a", *extra), progress=False)
     config = make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path / "b", *extra)
     with pytest.raises(KeyboardInterrupt), crash_after_checkpoint(4):
@@ -112,6 +113,18 @@ def test_resume_refuses_a_changed_config(tiny_data, tiny_llama, sr_checkpoint, t
     with pytest.raises(LlaraError, match="train.lr"):
         train(make_config(tiny_data, tiny_llama, sr_checkpoint, tmp_path, "train.max_steps=2", "train.lr=1e-4"),
               resume=True, progress=False)
+
+
+def test_the_moe_lora_gate_trains_at_its_own_learning_rate(tiny_data, tiny_llama, sr_checkpoint) -> None:
+    config = ModelConfig(base_model=str(tiny_llama), adapter="moe-lora", experts=2)
+    model = LlaraModel.from_config(config, tiny_data, sr_checkpoint)
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.0, projector_decay=1e-5, gate_lr_factor=10.0)
+    gate = {id(p) for p in model.gate.parameters()}
+    by_group = [({id(p) for p in group["params"]}, group["lr"]) for group in optimizer.param_groups]
+    assert [lr for ids, lr in by_group if ids == gate] == [pytest.approx(1e-2)]
+    assert all(lr == 1e-3 for ids, lr in by_group if ids != gate)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert sum(len(ids) for ids, _ in by_group) == len(trainable) and set().union(*(ids for ids, _ in by_group)) == trainable
 
 
 def test_warmup_then_cosine_from_and_to_one_hundredth() -> None:

@@ -12,6 +12,10 @@ Protocols (docs/method.md, "Metrics"):
   the length-normalised listwise objective), and the same for the other score, prefixed ``len_norm_``
   (per-token mean) or ``sum_`` (summed). SR checkpoints have this protocol only.
 
+A MoE-LoRA model (``model.adapter: moe-lora``) also records each row's gate weights (``gate`` column)
+and, in ``metrics.json``, their summary under ``gate`` (``llara.metrics.gate_diagnostics``: mean weight
+per expert and its entropy), so a collapsed gate is visible.
+
 Under ``accelerate launch`` with several processes every process scores its share of the rows (row i
 goes to process i mod n) and the per-row predictions are gathered, so each row is counted once.
 """
@@ -30,7 +34,7 @@ import pandas as pd
 from llara.config import Protocol
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
-from llara.metrics import ranking_metrics, summarize, target_ranks
+from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_ranks
 from llara.paths import atomic_file
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
@@ -125,6 +129,8 @@ def evaluate_model(
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
     describe = {"base_model": model.info.get("base_model"), "prompt_mode": model.prompt_mode}
     result = _result(describe, data, split, frame, metrics)
+    if "gate" in frame.columns:
+        result["gate"] = gate_diagnostics(np.array(frame["gate"].tolist()))
     if out_dir is not None and state.is_main_process:
         write_outputs(out_dir, frame, result)
     return result
@@ -218,6 +224,9 @@ def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], b
     records = [_base_record(row) for row in rows]
     if not rows:
         return records
+    if getattr(model, "gate", None) is not None:
+        for record, weights in zip(records, row_gate_weights(model, rows, batch_size), strict=True):
+            record["gate"] = weights
     if "generate" in protocols:
         for record, answer in zip(records, generate_answers(model, rows, batch_size), strict=True):
             record.update(match_answer(model, record["candidates"], answer))
@@ -232,6 +241,18 @@ def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], b
                 record[f"{name}rank"] = int(rank)
                 record[f"{name}top"] = record["candidates"][int(np.argmax(values))]
     return records
+
+
+def row_gate_weights(model: Any, rows: Sequence[Record], batch_size: int) -> list[list[float]]:
+    """A MoE-LoRA model's expert weights for each row (what every adapted layer mixes its experts with)."""
+    import torch
+
+    weights: list[list[float]] = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            weights.extend(model.gate_weights(model.histories(chunk)).cpu().tolist())
+    return weights
 
 
 def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:

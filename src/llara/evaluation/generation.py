@@ -37,6 +37,11 @@ def token_budgets(model: Any, rows: Sequence[Row]) -> torch.Tensor:
 
 @torch.inference_mode()
 def _generate_batch(model: Any, rows: Sequence[Row]) -> list[list[int]]:
+    with model.gated(model.histories(rows)):  # MoE-LoRA: every decoding step mixes with the rows' gate weights
+        return _decode(model, rows)
+
+
+def _decode(model: Any, rows: Sequence[Row]) -> list[list[int]]:
     prefix = prefill(model, rows)
     budgets = token_budgets(model, rows).to(prefix.last_logits.device)
     stop_ids = stop_token_ids(model)

@@ -61,20 +61,24 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
-    """Encode ``rows`` (left padding), inject behavioral tokens and run the LLM once, keeping its cache."""
+    """Encode ``rows`` (left padding), inject behavioral tokens and run the LLM once, keeping its cache.
+
+    A MoE-LoRA model runs with its rows' gate weights (``LlaraModel.gated``); calls that continue from
+    the cache enter the same block for their own rows."""
     device = device_of(model)
     batch = model.encode_prompts(list(rows), padding_side="left")
     input_ids = batch["input_ids"].to(device)
     attention_mask = batch["attention_mask"].to(device)
     history = batch.get("history")
     embeds = model.input_embeddings(input_ids, batch["behavior_ids"].to(device), history)
-    logits, cache = run_llm(
-        model,
-        inputs_embeds=embeds,
-        attention_mask=attention_mask,
-        position_ids=positions_from_mask(attention_mask),
-        logits_to_keep=1,
-    )
+    with model.gated(history):
+        logits, cache = run_llm(
+            model,
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=positions_from_mask(attention_mask),
+            logits_to_keep=1,
+        )
     return Prefix(
         last_logits=logits[:, -1].float(),
         cache=cache,

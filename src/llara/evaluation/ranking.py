@@ -97,13 +97,15 @@ def _score_expanded(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], 
     prefix.cache.batch_select_indices(owner)  # one copy of each prompt's cache per candidate
     ids, answer_mask = _pad_right(answers, model.tokenizer.pad_token_id or 0, device)
     steps = torch.arange(ids.shape[1], device=device)
-    answer_logits, _ = run_llm(
-        model,
-        prefix.cache,
-        input_ids=ids,
-        attention_mask=torch.cat([prefix.attention_mask[owner], answer_mask], dim=1),
-        position_ids=prefix.next_position[owner, None] + steps,
-    )
+    history = model.histories(rows)
+    with model.gated(None if history is None else history[owner.cpu()]):  # each copy: its row's gate weights
+        answer_logits, _ = run_llm(
+            model,
+            prefix.cache,
+            input_ids=ids,
+            attention_mask=torch.cat([prefix.attention_mask[owner], answer_mask], dim=1),
+            position_ids=prefix.next_position[owner, None] + steps,
+        )
     # Token j of an answer is predicted by the prompt's last position (j = 0) or answer position j - 1.
     logits = torch.cat([prefix.last_logits[owner, None], answer_logits[:, :-1].float()], dim=1)
     token_logp = logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
@@ -134,7 +136,8 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
             ids = torch.cat([batch["input_ids"], torch.tensor([lead + answer])], dim=1)
             behavior = torch.cat([batch["behavior_ids"], torch.tensor([[int(item)] * len(lead) + [-1] * len(answer)])], 1)
             embeds = model.input_embeddings(ids.to(device), behavior.to(device), history)
-            logits = model.llm(inputs_embeds=embeds, use_cache=False).logits[0].float()
+            with model.gated(history):
+                logits = model.llm(inputs_embeds=embeds, use_cache=False).logits[0].float()
             predicted = logits[ids.shape[1] - len(answer) - 1 : -1]
             logp = torch.log_softmax(predicted, dim=-1).gather(-1, torch.tensor(answer, device=device)[:, None]).sum()
             sums.append(float(logp))

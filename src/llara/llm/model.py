@@ -8,11 +8,13 @@ interaction vector for answer tokens (each kind through its own projector).
 An export folder (``save`` / ``load``) holds::
 
     llara.json                  base model, SR checkpoint, prompt mode, domain, data manifest hash, sizes
-    adapter/                    the peft LoRA adapter (absent for a zero-shot model)
+    adapter/                    the peft LoRA adapter (absent for a zero-shot model); for
+                                ``model.adapter: moe-lora`` adapter_model.safetensors holds the experts
+    gate.safetensors            the MoE-LoRA gate (``moe-lora`` models)
     projector.safetensors       the item projector (present whenever the model has one)
     user_projector.safetensors  the user-token projector (``user_token`` models)
     answer_projector.safetensors the answer-token projector (``answer_token`` models)
-    sr/                         the frozen SR backbone (models whose tokens need its history state)
+    sr/                         the frozen SR backbone (models whose tokens or gate need its history state)
     item_embeddings.safetensors the frozen SR item embeddings the projector reads
     titles.json                 item titles by dense item id
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from llara.llm import prompts
+from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lora, load_adapter_state, shared_mixture
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.paths import atomic_dir
@@ -36,6 +40,9 @@ from llara.paths import atomic_dir
 EXPORT_FORMAT = "llara-export-1"
 CONFIG_FILE = "llara.json"
 ADAPTER_DIR = "adapter"
+#: the weights file inside ``adapter/`` (peft's name; MoE-LoRA exports use it for their experts)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+GATE_FILE = "gate.safetensors"
 PROJECTOR_FILE = "projector.safetensors"
 #: projector attribute -> export file
 PROJECTOR_FILES = {
@@ -79,7 +86,8 @@ class LlaraModel(nn.Module):
     model never sees behavioral tokens), ``prompt_mode``, ``domain``, ``titles``, ``item_embeddings``
     (frozen buffer ``[num_items, sr_dim]``), ``info`` (what ``llara.json`` records); with the
     recommender's evidence (``user_token``, ``answer_token``): ``sr`` (the frozen SR backbone),
-    ``user_projector`` and ``answer_projector``.
+    ``user_projector`` and ``answer_projector``; with ``model.adapter: moe-lora``: ``gate`` (SR history
+    state -> expert weights) and ``mixture`` (the :class:`~llara.llm.moe_lora.ExpertWeights` its layers read).
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class LlaraModel(nn.Module):
         sr: nn.Module | None = None,
         user_projector: Projector | None = None,
         answer_projector: Projector | None = None,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
@@ -111,6 +120,9 @@ class LlaraModel(nn.Module):
         self.sr = sr.requires_grad_(False).eval() if sr is not None else None
         self.user_projector = user_projector
         self.answer_projector = answer_projector
+        self.gate = gate
+        self.mixture = shared_mixture(llm)
+        _check_gate(gate, self.mixture, self.sr)
         embeddings = torch.empty(0, 0) if item_embeddings is None else item_embeddings.detach().float()
         self.register_buffer("item_embeddings", embeddings, persistent=False)
         self.placeholder_ids = add_placeholder_tokens(tokenizer)
@@ -141,17 +153,22 @@ class LlaraModel(nn.Module):
         mode = prompts.check_mode(model_config.prompt_mode)
         domain = model_config.domain or data.domain
         evidence = model_config.user_token or model_config.answer_token != "none"
+        moe = lora and model_config.adapter == "moe-lora"
         embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode, evidence)
-        sr = _load_backbone(sr_checkpoint, data.num_items) if evidence else None
+        sr = _load_backbone(sr_checkpoint, data.num_items) if evidence or moe else None
         llm, tokenizer = load_base_model(
             model_config.base_model, model_config.dtype, model_config.load_in_bits, attention
         )
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
+        mixture = ExpertWeights() if moe else None
         if model_config.gradient_checkpointing:
-            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if lora:
+            llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=_checkpointing_kwargs(mixture))
+        if mixture is not None:
+            llm = _with_moe_lora(llm, _lora_info(model_config), mixture)
+        elif lora:
             llm = _with_lora(llm, model_config)
+        gate = Gate(sr.hidden_size(), model_config.experts) if moe else None
         width = llm.get_input_embeddings().embedding_dim
         projector = Projector(embeddings.shape[1], width) if embeddings is not None else None
         user_projector = Projector(sr.hidden_size(), width) if model_config.user_token else None
@@ -174,7 +191,8 @@ class LlaraModel(nn.Module):
             "answer_token": model_config.answer_token,
         }
         model = cls(
-            llm, tokenizer, embeddings, data.titles, mode, domain, info, projector, sr, user_projector, answer_projector
+            llm, tokenizer, embeddings, data.titles, mode, domain, info,
+            projector, sr, user_projector, answer_projector, gate,
         )
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
@@ -192,7 +210,12 @@ class LlaraModel(nn.Module):
         llm, tokenizer = load_base_model(info["base_model"], dtype or info.get("dtype", "float32"), attention=attention)
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
-        if (export_dir / ADAPTER_DIR).is_dir():
+        lora = info.get("lora") or {}
+        if lora.get("adapter") == "moe-lora":
+            llm = _with_moe_lora(llm, lora, ExpertWeights())
+            weights = export_dir / ADAPTER_DIR / ADAPTER_WEIGHTS
+            load_adapter_state(llm, _read_safetensors(weights, "the MoE-LoRA experts"), weights)
+        elif (export_dir / ADAPTER_DIR).is_dir():
             llm = PeftModel.from_pretrained(llm, export_dir / ADAPTER_DIR, is_trainable=False)
         embeddings = None
         if (export_dir / EMBEDDINGS_FILE).is_file():
@@ -209,8 +232,10 @@ class LlaraModel(nn.Module):
                 f"{export_dir} holds {PROJECTOR_FILE} but not {EMBEDDINGS_FILE}, the item embeddings it projects: "
                 "the export is incomplete; copy the whole folder or export the model again"
             )
+        gate = _load_gate(export_dir / GATE_FILE) if (export_dir / GATE_FILE).is_file() else None
         model = cls(
-            llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, **projectors
+            llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, gate=gate,
+            **projectors,
         )
         return model.eval()
 
@@ -223,10 +248,13 @@ class LlaraModel(nn.Module):
         with atomic_dir(export_dir) as tmp:
             if isinstance(self.llm, PeftModel):
                 self.llm.save_pretrained(tmp / ADAPTER_DIR, save_embedding_layers=False)
-            for name, filename in PROJECTOR_FILES.items():
-                projector = getattr(self, name)
-                if projector is not None:
-                    state = {k: v.detach().float().contiguous() for k, v in projector.state_dict().items()}
+            if self.mixture is not None:
+                (tmp / ADAPTER_DIR).mkdir()
+                save_file(adapter_state(self.llm), str(tmp / ADAPTER_DIR / ADAPTER_WEIGHTS))
+            for name, filename in {**PROJECTOR_FILES, "gate": GATE_FILE}.items():
+                module = getattr(self, name)
+                if module is not None:
+                    state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
                     save_file(state, str(tmp / filename))
             if self.sr is not None:
                 from llara.sr.checkpoint import save_sr
@@ -268,15 +296,17 @@ class LlaraModel(nn.Module):
         info = _read_info(export_dir)
         if info.get("base_model") != self.info.get("base_model") or info.get("lora") != self.info.get("lora"):
             raise LlaraError(f"{export_dir} has another base model or LoRA shape than this run; it cannot start it")
-        adapter = export_dir / ADAPTER_DIR / "adapter_model.safetensors"
-        if self.info.get("lora") and adapter.is_file():
+        adapter = export_dir / ADAPTER_DIR / ADAPTER_WEIGHTS
+        if self.mixture is not None:
+            load_adapter_state(self.llm, _read_safetensors(adapter, "the MoE-LoRA experts"), adapter)
+        elif self.info.get("lora") and adapter.is_file():
             result = set_peft_model_state_dict(self.llm, load_file(str(adapter)))
             if getattr(result, "unexpected_keys", None):
                 raise LlaraError(f"{adapter} holds weights this model does not have: {result.unexpected_keys[:3]}")
-        for name, filename in PROJECTOR_FILES.items():
-            projector, path = getattr(self, name), export_dir / filename
-            if projector is not None and path.is_file():
-                projector.load_state_dict(load_file(str(path)))
+        for name, filename in {**PROJECTOR_FILES, "gate": GATE_FILE}.items():
+            module, path = getattr(self, name), export_dir / filename
+            if module is not None and path.is_file():
+                module.load_state_dict(load_file(str(path)))
 
     # ----------------------------------------------------------------- prompts and embeddings
 
@@ -374,6 +404,23 @@ class LlaraModel(nn.Module):
         """The frozen SR backbone's state after each history ``[B, L]`` (what it scores candidates with)."""
         return self.sr.hidden(history.to(self.sr.output.weight.device)).float()
 
+    def gate_weights(self, history: torch.Tensor | None) -> torch.Tensor:
+        """MoE-LoRA: each row's expert weights ``[B, K]`` (softmax; rows sum to 1), from the SR backbone's
+        state after its history ``[B, L]`` (the vector a user token carries)."""
+        if self.gate is None:
+            raise LlaraError("this model has no gate: only model.adapter=moe-lora models mix experts")
+        return self.gate(self._history_state(_require(history, "MoE-LoRA gates")))
+
+    def gated(self, history: torch.Tensor | None) -> AbstractContextManager:
+        """Inside the block every MoE-LoRA layer mixes its experts with the weights of ``history``'s rows
+        (one row per batch row: the packed segments of a row share its weights); a no-op for plain LoRA.
+
+        ``forward`` and ``score_answers`` enter it themselves; callers of ``llm`` directly (prefill,
+        decoding with a cache) wrap their calls in it."""
+        if self.mixture is None:
+            return nullcontext()
+        return self.mixture.use(self.gate_weights(history))
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -392,7 +439,8 @@ class LlaraModel(nn.Module):
         if "score_positions" in kwargs:
             return self.score_answers(input_ids, attention_mask, behavior_ids, history=history, **kwargs)
         embeds = self.input_embeddings(input_ids, behavior_ids, history)
-        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        with self.gated(history):
+            return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
     def score_answers(
         self,
@@ -413,7 +461,8 @@ class LlaraModel(nn.Module):
         mask = torch.zeros(attention_mask.shape, dtype=embeds.dtype, device=embeds.device)
         mask = mask.masked_fill(~attention_mask.bool(), torch.finfo(embeds.dtype).min)
         decoder = self.llm.get_decoder()
-        hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
+        with self.gated(history):
+            hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
         picked = hidden.gather(1, score_positions[..., None].expand(-1, -1, hidden.shape[-1]))
         logits = self.llm.get_output_embeddings()(picked).float()
         token_logp = logits.gather(-1, score_targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
@@ -537,13 +586,44 @@ def _require(state: torch.Tensor | None, what: str) -> torch.Tensor:
     return state
 
 
+def _check_gate(gate: Gate | None, mixture: ExpertWeights | None, sr: nn.Module | None) -> None:
+    """A MoE-LoRA model has a gate, layers that read its weights, and the SR backbone the gate reads."""
+    if (gate is None) != (mixture is None):
+        raise LlaraError("a MoE-LoRA model needs both its gate and its MoE-LoRA layers; the export is incomplete")
+    if gate is not None and sr is None:
+        raise LlaraError("the MoE-LoRA gate reads the SR backbone's history state: set train.sr_checkpoint")
+
+
 def _load_backbone(checkpoint: str | Path | None, num_items: int) -> nn.Module:
-    """The frozen SR backbone whose history state user and answer tokens carry."""
+    """The frozen SR backbone whose history state user tokens, answer tokens and MoE-LoRA gates read."""
     if checkpoint is None:
-        raise LlaraError("model.user_token and model.answer_token need an SR backbone: set train.sr_checkpoint")
+        raise LlaraError(
+            "model.user_token, model.answer_token and model.adapter=moe-lora need an SR backbone: "
+            "set train.sr_checkpoint"
+        )
     from llara.sr.checkpoint import load_sr
 
     return load_sr(checkpoint, num_items=num_items).float()
+
+
+def _load_gate(path: Path) -> Gate:
+    """A MoE-LoRA gate from its safetensors file; its sizes come from the weights."""
+    state = _read_safetensors(path, "the MoE-LoRA gate")
+    weight = state.get("linear.weight")
+    if weight is None or weight.dim() != 2:
+        raise LlaraError(f"{path} is not a MoE-LoRA gate (expected the key linear.weight)")
+    gate = Gate(weight.shape[1], weight.shape[0])
+    gate.load_state_dict(state)
+    return gate
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``path``; a clear error when the file holding ``what`` is missing."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise LlaraError(f"{path} is missing: it holds {what}; copy the whole export folder or export again")
+    return load_file(str(path))
 
 
 def _load_projector(path: Path) -> Projector:
@@ -605,13 +685,32 @@ def _with_lora(llm: nn.Module, config: ModelConfig) -> nn.Module:
         ) from exc
 
 
+def _with_moe_lora(llm: nn.Module, lora: Mapping[str, Any], mixture: ExpertWeights) -> nn.Module:
+    """The base model with MoE-LoRA layers of the shape ``lora`` (what :func:`_lora_info` records)."""
+    return apply_moe_lora(
+        llm, lora["target_modules"], lora["r"], lora["experts"], lora["alpha"], lora["dropout"], mixture
+    )
+
+
+def _checkpointing_kwargs(mixture: ExpertWeights | None) -> dict[str, Any]:
+    """``torch.utils.checkpoint`` options: non-reentrant; MoE-LoRA layers recompute with the weights their
+    forward pass saw (the gated block has exited by the time the backward pass runs)."""
+    if mixture is None:
+        return {"use_reentrant": False}
+    return {"use_reentrant": False, "context_fn": mixture.checkpoint_contexts}
+
+
 def _lora_info(config: ModelConfig) -> dict[str, Any]:
-    return {
+    """The adapter's shape as ``llara.json`` records it (MoE-LoRA adds ``adapter`` and ``experts``)."""
+    info: dict[str, Any] = {
         "r": config.lora_r,
         "alpha": config.lora_alpha,
         "dropout": config.lora_dropout,
         "target_modules": list(config.lora_target_modules),
     }
+    if config.adapter == "moe-lora":
+        info.update(adapter="moe-lora", experts=config.experts)
+    return info
 
 
 def _read_info(export_dir: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from llara.pipeline.results import (
     RunIndex,
     Summary,
     VariantLog,
+    load_gate_diagnostics,
     load_index,
     load_logs,
     load_results,
@@ -176,6 +177,22 @@ def _seeds_section(rows: Sequence[ResultRow]) -> list[str]:
              "(sample std). The results table shows a seeded variant's mean over seeds with the interval of "
              "its per-row means over seeds.")
     return ["## Seeds", "", intro, "", table, ""]
+def _gate_section(run_dir: Path, index: RunIndex) -> list[str]:
+    """MoE-LoRA variants: how their gates spread the evaluated rows over the experts."""
+    gates = load_gate_diagnostics(run_dir, index)
+    if not gates:
+        return []
+    intro = (
+        "Mean gate weight of each expert over the evaluated rows, and the entropy of that mean in nats: "
+        "ln K when the experts are used evenly, near 0 when the gate collapsed onto one expert."
+    )
+    lines = ["## Gate diagnostics (MoE-LoRA)", "", intro, "",
+             "| Variant | Experts | Mean weight per expert | Entropy (max ln K) | n |", "|---|---|---|---|---|"]
+    for name, gate in gates.items():
+        weights = ", ".join(f"{w:.3f}" for w in gate["mean_weights"])
+        entropy = f"{gate['entropy']:.3f} ({gate['max_entropy']:.3f})"
+        lines.append(f"| {name} | {gate['experts']} | {weights} | {entropy} | {gate['n']} |")
+    return [*lines, ""]
 
 
 def _render_markdown(
@@ -190,6 +207,7 @@ def _render_markdown(
     parts += _standing_section(run_dir, index, rows)
     parts += _seeds_section(rows)
     parts += _paired_section(run_dir, index)
+    parts += _gate_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
     parts += [f"| {e.name} | {e.kind} | {e.description} |" for e in index.variants]
     parts.append("")

@@ -162,6 +162,12 @@ def load_logs(run_dir: Path, index: RunIndex) -> list[VariantLog]:
     ]
 
 
+def load_gate_diagnostics(run_dir: Path, index: RunIndex) -> dict[str, dict[str, Any]]:
+    """Per MoE-LoRA variant, the gate summary its ``metrics.json`` holds (``llara.metrics.gate_diagnostics``)."""
+    found = {entry.name: read_json(run_dir / entry.metrics).get("gate") for entry in index.variants}
+    return {name: gate for name, gate in found.items() if gate}
+
+
 def read_json(path: Path) -> Any:
     """A JSON file, with a clear error naming it when missing or malformed."""
     try:

@@ -124,10 +124,11 @@ def is_run_folder(path: Path) -> bool:
 
 
 def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
-    """Whether a variant reads a trained SR backbone (SR baselines, behavioral, user or answer tokens)."""
+    """Whether a variant reads a trained SR backbone (SR baselines, behavioral, user or answer tokens,
+    MoE-LoRA gates)."""
     if variant.kind == "sr":
         return True
-    evidence = config.model.user_token or config.model.answer_token != "none"
+    evidence = config.model.user_token or config.model.answer_token != "none" or config.model.adapter == "moe-lora"
     return variant.kind == "llara" and (uses_behavior_tokens(config.model.prompt_mode) or evidence)
 
 
@@ -180,8 +181,9 @@ def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
     if config.model.answer_token != "none":
         evidence += f", {config.model.answer_token} answer tokens"
     start = f", from {variant.after}" if variant.after else ""
+    adapter = f"MoE-LoRA ({config.model.experts} experts)" if config.model.adapter == "moe-lora" else "LoRA"
     return (
-        f"LoRA on {config.model.base_model}, {config.model.prompt_mode} prompts{evidence}, "
+        f"{adapter} on {config.model.base_model}, {config.model.prompt_mode} prompts{evidence}, "
         f"{config.train.objective}, {config.train.schedule}{start}{backbone}"
     )
 

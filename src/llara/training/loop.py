@@ -79,13 +79,20 @@ def warmup_cosine(total_steps: int, warmup_ratio: float, min_ratio: float) -> Ca
     return factor
 
 
-def build_optimizer(model: LlaraModel, lr: float, weight_decay: float, projector_decay: float) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters; the projector has its own group and weight decay."""
-    projector = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector.")]
-    others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("projector.")]
+def build_optimizer(
+    model: LlaraModel, lr: float, weight_decay: float, projector_decay: float, gate_lr_factor: float = 1.0
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; the projector has its own group and weight decay, the
+    MoE-LoRA gate its own group with learning rate ``lr * gate_lr_factor``."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    projector = [p for n, p in trainable if n.startswith("projector.")]
+    gate = [p for n, p in trainable if n.startswith("gate.")]
+    others = [p for n, p in trainable if not n.startswith(("projector.", "gate."))]
     groups = [{"params": others, "weight_decay": weight_decay}]
     if projector:
         groups.append({"params": projector, "weight_decay": projector_decay})
+    if gate:
+        groups.append({"params": gate, "weight_decay": weight_decay, "lr": lr * gate_lr_factor})
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -155,7 +162,9 @@ class _Run:
         self.schedule = Schedule(
             self.tc.schedule, self.total_steps, self.steps_per_epoch, self.tc.two_stage_text_epochs, self.tc.seed
         )
-        self.optimizer = build_optimizer(self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay)
+        self.optimizer = build_optimizer(
+            self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay, self.tc.gate_lr_factor
+        )
         factor = warmup_cosine(self.total_steps, self.tc.warmup_ratio, self.tc.min_lr_ratio)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self._epoch_cache: tuple[int, list[np.ndarray]] = (-1, [])
