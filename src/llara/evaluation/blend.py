@@ -18,9 +18,6 @@ import numpy as np
 
 from llara.errors import LlaraError
 
-#: the weights tried when the SR weight is chosen on validation rows
-DEFAULT_GRID = tuple(round(0.1 * step, 1) for step in range(11))
-
 
 def standardize(scores: np.ndarray) -> np.ndarray:
     """``scores`` minus their mean, divided by their standard deviation (all 0 when they are all equal)."""

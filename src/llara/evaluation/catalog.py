@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llara.config import BLEND_GRID, EvalConfig
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
-from llara.evaluation.blend import DEFAULT_GRID, blend, target_position
+from llara.evaluation.blend import blend, target_position
 from llara.evaluation.evaluate import (
     Record,
     base_record,
@@ -50,7 +51,7 @@ def evaluate_catalog(
     split: str = "test",
     retrieve: int | None = None,
     blend_mode: str = "llm",
-    grid: Sequence[float] = DEFAULT_GRID,
+    grid: Sequence[float] = BLEND_GRID,
     blend_rows: int | None = None,
     batch_size: int = 8,
     max_rows: int | None = None,
@@ -84,6 +85,34 @@ def evaluate_catalog(
     if out_dir is not None:
         write_outputs(out_dir, frame, result)
     return result
+
+
+def evaluate_catalog_checkpoint(
+    checkpoint: str | Path,
+    data_dir: str | Path,
+    config: EvalConfig,
+    out_dir: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_catalog` of a LLaRA export (re-ranking what its SR backbone retrieves) or of an SR
+    checkpoint alone, with the settings of ``config`` (an ``eval`` section)."""
+    from llara.evaluation.inference import load_export
+    from llara.evaluation.rerank import export_backbone
+    from llara.sr.checkpoint import fitted_data_hash, load_sr
+
+    if (Path(checkpoint) / "llara.json").is_file():
+        model, data = load_export(checkpoint, data_dir, device=device)
+        backbone = export_backbone(model)
+        if backbone is None:
+            raise LlaraError(f"{checkpoint} has no SR backbone to retrieve with (it was trained without one)")
+    else:
+        model, data = None, PreparedData.load(data_dir)
+        data.check_trained_on(fitted_data_hash(checkpoint), f"SR checkpoint {checkpoint}")
+        backbone = load_sr(checkpoint, num_items=data.num_items)
+    return evaluate_catalog(
+        model, backbone, data, config.split, config.retrieve, config.blend, config.blend_grid,
+        config.blend_rows, config.batch_size, config.max_rows, out_dir,
+    )
 
 
 def catalog_records(

@@ -43,6 +43,8 @@ class Comparison:
 
 def row_hits(run_dir: Path, entry: VariantEntry, protocol: str) -> pd.Series | None:
     """Per-row 0/1 hits of a variant under ``protocol``, indexed by row, or None if it has none."""
+    if entry.metrics is None:
+        return None
     path = run_dir / Path(entry.metrics).parent / PREDICTIONS_FILE
     if not path.is_file() or protocol not in HIT_RULES:
         return None

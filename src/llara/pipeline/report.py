@@ -13,6 +13,7 @@ from rich import box
 from rich.table import Table
 
 from llara.paths import atomic_file
+from llara.pipeline.catalog_report import catalog_section
 from llara.pipeline.comparisons import HIT_RULES, compare_with_reference, comparison_table
 from llara.pipeline.plots import plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
 from llara.pipeline.results import (
@@ -22,6 +23,7 @@ from llara.pipeline.results import (
     RunIndex,
     Summary,
     VariantLog,
+    format_summary,
     load_index,
     load_logs,
     load_results,
@@ -37,13 +39,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("HR@5", "HR@5", "hr@5"),
     ("NDCG@5", "NDCG@5", "ndcg@5"),
 )
-
-
-def format_summary(summary: Summary | None) -> str:
-    """``0.4421 [0.3450, 0.5427]`` (mean and 95% CI), or an en dash when the protocol lacks the metric."""
-    if summary is None:
-        return "–"
-    return f"{summary['mean']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
 
 
 def table_cells(row: ResultRow, cell: Callable[[Summary | None], str] = format_summary) -> list[str]:
@@ -139,6 +134,7 @@ def _render_markdown(
               "protocol score every candidate (ValidRatio 1, so HR@1 valid would equal HR@1).", "",
               markdown_table(rows), ""]
     parts += _paired_section(run_dir, index)
+    parts += catalog_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
     parts += [f"| {e.name} | {e.kind} | {e.description} |" for e in index.variants]
     parts.append("")

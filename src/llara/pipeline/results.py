@@ -28,15 +28,17 @@ Summary = dict[str, float]
 class VariantEntry:
     """One variant in the run index: what it is and where its outputs lie (relative to the run folder).
 
-    ``metrics``: its ``metrics.json`` (written by :mod:`llara.evaluation.evaluate`); ``train_log``: its
-    training log when tuned; ``behavioral``: whether its prompts can carry behavioral tokens;
+    ``metrics``: its ``metrics.json`` on the frozen candidates (written by :mod:`llara.evaluation.evaluate`;
+    None when it was not evaluated on them); ``catalog``: the ``metrics.json`` of its catalog-wide
+    evaluation (:mod:`llara.evaluation.catalog`) when it has one; ``train_log``: its training log when tuned; ``behavioral``: whether its prompts can carry behavioral tokens;
     ``schedule``: its training schedule (``train.schedule``) when tuned.
     """
 
     name: str
     kind: str
-    metrics: str
+    metrics: str | None
     description: str = ""
+    catalog: str | None = None
     train_log: str | None = None
     behavioral: bool = False
     schedule: str | None = None
@@ -88,6 +90,13 @@ class VariantLog:
     schedule: str | None = None
 
 
+def format_summary(summary: Summary | None) -> str:
+    """``0.4421 [0.3450, 0.5427]`` (mean and 95% CI), or an en dash when the protocol lacks the metric."""
+    if summary is None:
+        return "–"
+    return f"{summary['mean']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
+
+
 def write_index(run_dir: Path, index: RunIndex) -> None:
     """Write ``run.json`` atomically."""
     with atomic_file(run_dir / RUN_INDEX) as handle:
@@ -108,6 +117,7 @@ def load_results(run_dir: Path, index: RunIndex) -> list[ResultRow]:
     return [
         ResultRow(entry.name, entry.kind, entry.description, protocol, metrics)
         for entry in index.variants
+        if entry.metrics
         for protocol, metrics in read_json(run_dir / entry.metrics)["metrics"].items()
     ]
 
