@@ -14,7 +14,7 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llara.errors import LlaraError
 
@@ -26,7 +26,11 @@ SplitBy = Literal["users", "leave-one-out"]
 Objective = Literal["sft", "listwise", "sdpo", "dpo"]
 AnswerToken = Literal["none", "item", "interaction"]
 Adapter = Literal["lora", "moe-lora"]
+CandidateSet = Literal["frozen", "retrieved"]
+Blend = Literal["llm", "sr", "weighted"]
 
+#: the SR weights a weighted blend tries by default (0: the LLM alone, 1: the SR backbone alone)
+BLEND_GRID = tuple(round(0.1 * step, 1) for step in range(11))
 LLAMA_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -239,6 +243,41 @@ class EvalConfig(StrictModel):
     split: Literal["val", "test"] = Field("test", description="the split whose frozen candidates are scored")
     batch_size: int = Field(8, description="prompts per forward pass (not the training batch)")
     max_rows: int | None = Field(None, description="score only the first this many rows of the split; null: all")
+    candidates: list[CandidateSet] = Field(
+        default_factory=lambda: ["frozen"],
+        min_length=1,
+        description="frozen (the split's frozen candidates, as published) and / or retrieved (catalog-wide: the "
+        "SR backbone retrieves its top `retrieve` items of the whole catalog and the LLM re-ranks them; HR@k and "
+        "NDCG@k for k = 1, 5, 10 next to the SR backbone alone; variants without an SR backbone are skipped)",
+    )
+    retrieve: int | None = Field(
+        None, ge=1, description="retrieved: items retrieved per row for re-ranking; null: data.num_candidates"
+    )
+    blend: Blend = Field(
+        "llm",
+        description="retrieved: the final order, by the LLM score (llm), the SR score (sr), or a weighted sum of "
+        "both z-scored per row (weighted), the SR weight chosen from blend_grid on validation rows",
+    )
+    blend_grid: list[float] = Field(
+        default_factory=lambda: list(BLEND_GRID),
+        description="weighted: the SR weights tried (0: the LLM alone, 1: the SR alone); the best validation NDCG@10 wins",
+    )
+    blend_rows: int | None = Field(
+        None, ge=1, description="weighted: choose the weight on the first this many validation rows; null: all"
+    )
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """``candidates: retrieved`` is ``[retrieved]``."""
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("blend_grid")
+    @classmethod
+    def _weights(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0.0 <= weight <= 1.0 for weight in value):
+            raise ValueError("blend weights must be at least one number, each in [0, 1]")
+        return value
 
 
 class ExperimentConfig(StrictModel):

@@ -9,6 +9,14 @@ import typer
 from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE
 
 PANEL = "Serving"
+SR_WEIGHT = typer.Option(
+    0.0,
+    "--sr-weight",
+    min=0.0,
+    max=1.0,
+    help="The SR score's share of the final order (z-scored blend; 0: the LLM's order). Take the weight a "
+    "catalog-wide evaluation with eval.blend=weighted chose.",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,27 +31,38 @@ def recommend(
         ..., "--history", help="An item the user had, by title or id (repeat, oldest first)."
     ),
     candidates: list[str] | None = typer.Option(
-        None, "--candidates", help="A candidate item by title or id (repeat); default: drawn as the protocol does."
+        None,
+        "--candidates",
+        help="A candidate item by title or id (repeat), or alone `random` (drawn as the protocol does) or "
+        "`retrieval`; default: the SR backbone's top of the whole catalog (random without a backbone).",
+    ),
+    num_candidates: int | None = typer.Option(
+        None, "--num-candidates", min=1, help="How many candidates to retrieve or draw (default: the data's)."
     ),
     k: int = typer.Option(10, "-k", "--top", min=1, help="How many recommendations to show."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed for drawing candidates."),
+    sr_weight: float = SR_WEIGHT,
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
     device: str = DEVICE,
 ) -> None:
-    """Rank candidates for a history with a trained LLaRA model and print the top k."""
+    """Recommend for a history with a trained LLaRA model: the SR backbone retrieves, the LLM re-ranks."""
     from rich.console import Console
     from rich.table import Table
 
-    from llara.serving.recommend import Recommender
+    from llara.serving.recommend import SOURCES, Recommender
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device)
-    ranked = recommender.recommend(history, candidates or None, k, seed)
-    table = Table(title="Recommendations (score: log-likelihood of the answer)")
-    for header in ("rank", "item", "title", "score"):
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight)
+    source = candidates[0] if candidates and len(candidates) == 1 and candidates[0] in SOURCES else None
+    query = recommender.query(history, source or candidates or None, seed, num_candidates)
+    ranked = recommender.rank([query], k)[0]
+    title = f"Top {len(ranked)} of {len(query.candidates)} candidates ({query.source})"
+    table = Table(title=title, caption="LLM score: log-likelihood of the answer; SR: the backbone's score")
+    for header in ("rank", "item", "title", "LLM score", "LLM rank", "SR score", "SR rank"):
         table.add_column(header, justify="left" if header == "title" else "right")
     for rec in ranked:
-        table.add_row(str(rec.rank), str(rec.item_id), rec.title, f"{rec.score:.3f}")
+        sr = ("–", "–") if rec.sr_score is None else (f"{rec.sr_score:.3f}", str(rec.sr_rank))
+        table.add_row(str(rec.rank), str(rec.item_id), rec.title, f"{rec.score:.3f}", str(rec.llm_rank), *sr)
     Console().print(table)
 
 
@@ -56,6 +75,7 @@ def serve(
     batch_wait_ms: float = typer.Option(
         5.0, "--batch-wait-ms", min=0.0, help="How long a batch waits for more requests."
     ),
+    sr_weight: float = SR_WEIGHT,
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
     device: str = DEVICE,
 ) -> None:
@@ -65,6 +85,6 @@ def serve(
     from llara.serving.recommend import Recommender
     from llara.serving.service import create_app
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device)
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight)
     app = create_app(recommender, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")

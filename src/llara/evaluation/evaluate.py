@@ -128,7 +128,7 @@ def evaluate_model(
     frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size)))
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
     describe = {"base_model": model.info.get("base_model"), "prompt_mode": model.prompt_mode}
-    result = _result(describe, data, split, frame, metrics)
+    result = evaluation_result(describe, data, split, frame, metrics)
     if "gate" in frame.columns:
         result["gate"] = gate_diagnostics(np.array(frame["gate"].tolist()))
     if out_dir is not None and state.is_main_process:
@@ -158,9 +158,10 @@ def evaluate_sr_checkpoint(
     rows = split_rows(data, split, max_rows)
     model, ranks = rank_split(checkpoint, data, split, allow_data_mismatch)
     ranks = ranks[: len(rows)]
-    frame = merge_records([{**_base_record(row), "rank": int(rank)} for row, rank in zip(rows, ranks, strict=True)])
+    frame = merge_records([{**base_record(row), "rank": int(rank)} for row, rank in zip(rows, ranks, strict=True)])
     metrics = {"rank": summarize(rank_metrics(frame["rank"].to_numpy()))}
-    result = _result({"sr_checkpoint": str(checkpoint), "model_type": model.model_type}, data, split, frame, metrics)
+    describe = {"sr_checkpoint": str(checkpoint), "model_type": model.model_type}
+    result = evaluation_result(describe, data, split, frame, metrics)
     if out_dir is not None:
         write_outputs(out_dir, frame, result)
     return result
@@ -221,7 +222,7 @@ def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], b
     from llara.evaluation.generation import generate_answers
     from llara.evaluation.ranking import score_candidates
 
-    records = [_base_record(row) for row in rows]
+    records = [base_record(row) for row in rows]
     if not rows:
         return records
     if getattr(model, "gate", None) is not None:
@@ -323,13 +324,15 @@ def _ranks(scores: Sequence[np.ndarray], records: Sequence[Record]) -> np.ndarra
     return target_ranks(padded, positions)
 
 
-def _base_record(row: Mapping[str, Any]) -> Record:
+def base_record(row: Mapping[str, Any]) -> Record:
+    """The columns every predictions table starts with: row, user, target, history, candidates."""
     return {key: row[key] for key in ("row", "user", "target", "history", "candidates")}
 
 
-def _result(
+def evaluation_result(
     model: Mapping[str, Any], data: PreparedData, split: str, frame: pd.DataFrame, metrics: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """What ``metrics.json`` holds: the model, the data and its hash, the split, the row count, the metrics."""
     return {
         "model": dict(model),
         "data": str(data.root),

@@ -47,6 +47,8 @@ class Comparison:
 def row_hits(run_dir: Path, entries: list[VariantEntry], protocol: str) -> pd.Series | None:
     """Per-row HR@1 of a variant under ``protocol`` (0/1, or the mean over its seeds), indexed by row;
     None if it lacks the protocol."""
+    if any(entry.metrics is None for entry in entries):
+        return None
     means = mean_over_seeds(run_dir, [entry.metrics for entry in entries], protocol)
     return None if means is None else means[HIT]
 
@@ -101,6 +103,8 @@ def comparison_table(comparisons: list[Comparison]) -> str:
 def candidate_counts(run_dir: Path, index: RunIndex) -> np.ndarray | None:
     """The candidate count of each evaluated row (from the first evaluation with predictions)."""
     for entry in index.variants:
+        if entry.metrics is None:
+            continue
         path = run_dir / Path(entry.metrics).parent / PREDICTIONS_FILE
         if path.is_file():
             candidates = pd.read_parquet(path, columns=["candidates"])["candidates"]

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from llara.paths import atomic_file
 from llara.evaluation.evaluate import PROTOCOLS
+from llara.pipeline.catalog_report import catalog_section
 from llara.pipeline.comparisons import candidate_counts, compare_with_reference, comparison_table
 from llara.pipeline.plots import HR_METRICS, plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
 from llara.pipeline.results import (
@@ -23,6 +24,7 @@ from llara.pipeline.results import (
     RunIndex,
     Summary,
     VariantLog,
+    format_summary,
     load_gate_diagnostics,
     load_index,
     load_logs,
@@ -41,13 +43,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("HR@5", "HR@5", "hr@5"),
     ("NDCG@5", "NDCG@5", "ndcg@5"),
 )
-
-
-def format_summary(summary: Summary | None) -> str:
-    """``0.4421 [0.3450, 0.5427]`` (mean and 95% CI), or an en dash when the protocol lacks the metric."""
-    if summary is None:
-        return "–"
-    return f"{summary['mean']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
 
 
 def table_cells(row: ResultRow, cell: Callable[[Summary | None], str] = format_summary) -> list[str]:
@@ -208,6 +203,7 @@ def _render_markdown(
     parts += _seeds_section(rows)
     parts += _paired_section(run_dir, index)
     parts += _gate_section(run_dir, index)
+    parts += catalog_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
     parts += [f"| {e.name} | {e.kind} | {e.description} |" for e in index.variants]
     parts.append("")

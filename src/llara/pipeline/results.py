@@ -29,16 +29,19 @@ Summary = dict[str, float]
 class VariantEntry:
     """One variant in the run index: what it is and where its outputs lie (relative to the run folder).
 
-    ``metrics``: its ``metrics.json`` (written by :mod:`llara.evaluation.evaluate`); ``train_log``: its
-    training log when tuned; ``behavioral``: whether its prompts can carry behavioral tokens;
-    ``schedule``: its training schedule (``train.schedule``) when tuned; ``seed``: the training seed of
-    this entry when the variant lists ``seeds`` (then the index holds one entry per seed, same ``name``).
+    ``metrics``: its ``metrics.json`` on the frozen candidates (written by :mod:`llara.evaluation.evaluate`;
+    None when it was not evaluated on them); ``catalog``: the ``metrics.json`` of its catalog-wide
+    evaluation (:mod:`llara.evaluation.catalog`) when it has one; ``train_log``: its training log when
+    tuned; ``behavioral``: whether its prompts can carry behavioral tokens; ``schedule``: its training
+    schedule (``train.schedule``) when tuned; ``seed``: the training seed of this entry when the variant
+    lists ``seeds`` (then the index holds one entry per seed, same ``name``).
     """
 
     name: str
     kind: str
-    metrics: str
+    metrics: str | None
     description: str = ""
+    catalog: str | None = None
     train_log: str | None = None
     behavioral: bool = False
     schedule: str | None = None
@@ -114,6 +117,13 @@ class VariantLog:
     schedule: str | None = None
 
 
+def format_summary(summary: Summary | None) -> str:
+    """``0.4421 [0.3450, 0.5427]`` (mean and 95% CI), or an en dash when the protocol lacks the metric."""
+    if summary is None:
+        return "–"
+    return f"{summary['mean']:.4f} [{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
+
+
 def write_index(run_dir: Path, index: RunIndex) -> None:
     """Write ``run.json`` atomically."""
     with atomic_file(run_dir / RUN_INDEX) as handle:
@@ -138,10 +148,13 @@ def variant_groups(index: RunIndex) -> dict[str, list[VariantEntry]]:
 
 
 def load_results(run_dir: Path, index: RunIndex) -> list[ResultRow]:
-    """Every (variant, protocol) result named in the index, in index order; a variant's seeds make one row."""
+    """Every (variant, protocol) result on the frozen candidates named in the index, in index order; a
+    variant's seeds make one row."""
     rows = []
     for entries in variant_groups(index).values():
         first = entries[0]
+        if first.metrics is None:
+            continue
         per_entry = [read_json(run_dir / entry.metrics)["metrics"] for entry in entries]
         for protocol, metrics in per_entry[0].items():
             if first.seed is None:
@@ -164,7 +177,7 @@ def load_logs(run_dir: Path, index: RunIndex) -> list[VariantLog]:
 
 def load_gate_diagnostics(run_dir: Path, index: RunIndex) -> dict[str, dict[str, Any]]:
     """Per MoE-LoRA variant, the gate summary its ``metrics.json`` holds (``llara.metrics.gate_diagnostics``)."""
-    found = {entry.name: read_json(run_dir / entry.metrics).get("gate") for entry in index.variants}
+    found = {entry.name: read_json(run_dir / entry.metrics).get("gate") for entry in index.variants if entry.metrics}
     return {name: gate for name, gate in found.items() if gate}
 
 

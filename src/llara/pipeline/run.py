@@ -7,7 +7,9 @@ Everything lands in one run folder (default ``runs/<name>``) as hash-keyed stage
   differ only in the seed, ``sr-<model>-<key>`` when they differ otherwise);
 * ``train-<variant>``: LoRA + projector tuning of each ``llara`` variant;
 * ``eval-<variant>``: metrics.json (one section per protocol) + per-row predictions (llara.evaluation.evaluate);
-  SR baselines score every candidate, so they have the ranking protocol only.
+  SR baselines score every candidate, so they have the ranking protocol only (``eval.candidates: frozen``);
+* ``catalog-<variant>``: the catalog-wide evaluation (``eval.candidates: retrieved``,
+  llara.evaluation.catalog) of each variant with an SR backbone: SR retrieval, alone and re-ranked.
 
 A variant with ``seeds`` has these stages once per seed (``train-<variant>-seed<s>``, ``eval-<variant>-seed<s>``,
 the SR backbone of an sr variant ``sr-<model>-seed<s>``) and one run-index entry per seed.
@@ -50,6 +52,8 @@ from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 SR_PROTOCOL = "rank"
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
 PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint"})
+#: eval-section fields only the catalog-wide evaluation reads (they do not key the frozen evaluation)
+CATALOG_FIELDS = frozenset({"candidates", "retrieve", "blend", "blend_grid", "blend_rows"})
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,19 @@ def seed_suffix(seed: int | None) -> str:
 
 
 def stage_names(planned: list[tuple[VariantConfig, ExperimentConfig]], sr_names: dict[str, str]) -> list[str]:
-    """Every stage a run has, in order: data, SR backbones, then each variant's (and seed's) training and
-    evaluation."""
-    runs = [(variant.kind, f"{variant.name}{seed_suffix(seed)}")
+    """Every stage a run has, in order: data, SR backbones, then each variant's (and seed's) training,
+    evaluation on the frozen candidates and catalog-wide evaluation."""
+    runs = [(variant, config, f"{variant.name}{seed_suffix(seed)}")
             for variant, config in planned for seed, _ in variant.seeded(config)]
-    trained = [f"train-{run}" for kind, run in runs if kind == "llara"]
-    return ["data", *sr_names.values(), *trained, *(f"eval-{run}" for _, run in runs)]
+    trained = [f"train-{run}" for variant, _, run in runs if variant.kind == "llara"]
+    evaluated = [f"eval-{run}" for _, config, run in runs if "frozen" in config.eval.candidates]
+    catalog = [f"catalog-{run}" for variant, config, run in runs if ranks_catalog(variant, config)]
+    return ["data", *sr_names.values(), *trained, *evaluated, *catalog]
+
+
+def ranks_catalog(variant: VariantConfig, config: ExperimentConfig) -> bool:
+    """Whether a variant gets a catalog-wide evaluation: asked for, and it has an SR backbone to retrieve with."""
+    return "retrieved" in config.eval.candidates and variant.kind != "zero-shot" and needs_sr(variant, config)
 
 
 def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
@@ -265,22 +276,42 @@ class _Pipeline:
         else:
             target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
             identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
-        evaluated = self.evaluate(run, config, data, target, identity)
-        metrics = _relative(evaluated.output / METRICS_FILE, self.store.root)
-        return VariantEntry(variant.name, variant.kind, metrics, describe(variant, config), seed=seed, **trained)
+        outputs: dict[str, str | None] = {"metrics": None, "catalog": None}
+        if "frozen" in config.eval.candidates:
+            evaluated = self.evaluate(run, config, data, target, identity)
+            outputs["metrics"] = _relative(evaluated.output / METRICS_FILE, self.store.root)
+        if ranks_catalog(variant, config):
+            ranked = self.catalog(run, config, data, target["checkpoint"], identity)
+            outputs["catalog"] = _relative(ranked.output / METRICS_FILE, self.store.root)
+        return VariantEntry(variant.name, variant.kind, description=describe(variant, config), seed=seed,
+                            **outputs, **trained)
 
     def evaluate(
         self, name: str, config: ExperimentConfig, data: StageResult, target: dict[str, Any], identity: dict[str, Any]
     ) -> StageResult:
         """Evaluate ``target`` (``evaluate_checkpoint`` arguments) on the frozen split; ``identity`` keys it."""
         spec = {"stage": "eval", "data": data.output_id, "protocols": target["protocols"],
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols"}), **identity}
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols", *CATALOG_FIELDS}), **identity}
 
         def build(out: Path, resume: bool) -> None:
             evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
                                 max_rows=config.eval.max_rows, out_dir=out, **target)
 
         return self._stage(f"eval-{name}", spec, build, f"evaluate {name}", spinner=True)
+
+    def catalog(
+        self, name: str, config: ExperimentConfig, data: StageResult, checkpoint: Path, identity: dict[str, Any]
+    ) -> StageResult:
+        """Rank the whole catalog: ``checkpoint``'s SR backbone retrieves, its LLM (if any) re-ranks."""
+        from llara.evaluation.catalog import evaluate_catalog_checkpoint
+
+        spec = {"stage": "catalog", "data": data.output_id,
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols", "candidates"}), **identity}
+
+        def build(out: Path, resume: bool) -> None:
+            evaluate_catalog_checkpoint(checkpoint, data.output, config.eval, out)
+
+        return self._stage(f"catalog-{name}", spec, build, f"rank the catalog for {name}", spinner=True)
 
     def train(
         self,

@@ -1,5 +1,9 @@
 """The HTTP service: ``POST /recommend`` ranks candidates for a history; ``GET /health``; OpenAPI at /docs.
 
+Without ``candidates`` the SR backbone retrieves its top ``num_candidates`` of the catalog and the LLM
+re-ranks them (``llara.serving.recommend``); ``candidates_from: "random"`` draws them as the protocol
+does; a ``candidates`` list ranks those items.
+
 Concurrent requests are batched: a worker task collects queued requests for up to ``batch_wait_ms``
 (or until ``max_batch`` are waiting) and ranks them in one scoring batch, in a thread, so the event
 loop keeps accepting requests. Bad input never reaches the model: the body size is capped (413), a body
@@ -17,7 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +48,15 @@ class RecommendRequest(BaseModel):
         min_length=1, max_length=MAX_HISTORY, description="Item titles or ids, oldest first."
     )
     candidates: list[ItemRef] | None = Field(
-        None, min_length=1, max_length=MAX_CANDIDATES, description="Items to rank; omitted: drawn as the protocol does."
+        None, min_length=1, max_length=MAX_CANDIDATES, description="Items to rank; omitted: see candidates_from."
+    )
+    candidates_from: Literal["retrieval", "random"] | None = Field(
+        None,
+        description="Without candidates: retrieval (the SR backbone's top num_candidates of the catalog) or "
+        "random (drawn as the protocol does); omitted: retrieval when the model has an SR backbone, else random.",
+    )
+    num_candidates: StrictInt | None = Field(
+        None, ge=1, le=MAX_CANDIDATES, description="How many candidates to retrieve or draw (default: the data's)."
     )
     k: StrictInt = Field(10, ge=1, le=MAX_CANDIDATES, description="How many ranked items to return.")
     seed: StrictInt | None = Field(None, ge=0, description="Seed for drawing candidates (random when omitted).")
@@ -72,10 +84,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class RankedItem(BaseModel):
     """One recommended item."""
 
-    rank: int
+    rank: int = Field(description="The final rank (1 = best): the LLM's, or the blend's when an SR weight is set.")
     item_id: int
     title: str
     score: float = Field(description="Log-likelihood of the item's answer given the prompt (higher is better).")
+    llm_rank: int = Field(description="Rank among the candidates by the LLM's score alone.")
+    sr_score: float | None = Field(description="The SR backbone's score (higher is better); null without one.")
+    sr_rank: int | None = Field(description="Rank among the candidates by the SR score alone; null without one.")
 
 
 class RecommendResponse(BaseModel):
@@ -84,6 +99,9 @@ class RecommendResponse(BaseModel):
     items: list[RankedItem]
     history: list[int] = Field(description="The resolved history ids that entered the prompt.")
     num_candidates: int
+    candidates_from: Literal["retrieval", "random", "given"] = Field(
+        description="retrieval (the SR backbone's top of the catalog), random (drawn) or given (the request's)."
+    )
 
 
 @dataclass
@@ -164,20 +182,26 @@ def create_app(
             "base_model": model_info.get("base_model"),
             "prompt_mode": recommender.model.prompt_mode,
             "items": recommender.num_items,
+            "retrieval": recommender.backbone is not None,
             "requests": batcher.requests,
             "batches": batcher.batches,
         }
 
     @app.post("/recommend", response_model=RecommendResponse, responses=ERROR_RESPONSES)
     async def recommend(request: RecommendRequest) -> RecommendResponse:
-        """Rank the candidates (given, or drawn from items not in the history) and return the top ``k``."""
+        """Rank the candidates (retrieved, drawn or given) and return the top ``k``."""
         try:
-            query = recommender.query(request.history, request.candidates, request.seed)
+            if request.candidates is not None and request.candidates_from is not None:
+                raise LlaraError("give candidates or candidates_from, not both")
+            candidates = request.candidates if request.candidates is not None else request.candidates_from
+            query = recommender.query(request.history, candidates, request.seed, request.num_candidates)
             ranked = await batcher.submit(query)
         except LlaraError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         items = [RankedItem(**vars(rec)) for rec in ranked[: request.k]]
-        return RecommendResponse(items=items, history=query.history, num_candidates=len(query.candidates))
+        return RecommendResponse(
+            items=items, history=query.history, num_candidates=len(query.candidates), candidates_from=query.source
+        )
 
     return app
 

@@ -100,6 +100,10 @@ class SequentialRecommender(nn.Module):
         weight = self.output.weight[items]
         return torch.einsum("bh,bch->bc", hidden, weight) + self.output.bias[items]
 
+    def catalog_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, num_items]`` of every item given hidden states ``[B, H]`` (the same as :meth:`logits`)."""
+        return torch.nn.functional.linear(hidden, self.output.weight, self.output.bias)
+
     def score(self, history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of candidates ``[B, C]`` after histories ``[B, L]`` padded with ``num_items``."""
         if candidates.dim() != 2 or candidates.shape[0] != history.shape[0]:
