@@ -62,7 +62,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
 def summarize_variant(folder: Path) -> dict[str, Any]:
     """Validation hits per row, the learning curve and the training throughput of one variant."""
     frame = pd.read_parquet(folder / "val" / "predictions.parquet").sort_values("row")
-    hits = (frame["rank"] == 1).to_numpy(dtype=float)
+    hits = (frame["rank"] == 0).to_numpy(dtype=float)  # ranks are 0-based
     log = read_jsonl(folder / "train" / "metrics.jsonl")
     steps = [line for line in log if "tokens" in line]
     seconds = max((line.get("elapsed_s", 0.0) for line in steps), default=0.0)
