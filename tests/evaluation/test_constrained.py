@@ -12,7 +12,8 @@ from llara.config import EvalConfig, ModelConfig
 from llara.errors import LlaraError
 from llara.evaluation.constrained import AnswerConstraint, build_trie, named_candidate
 from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, evaluate_model, split_rows
-from llara.evaluation.generation import generate_token_ids
+from llara.evaluation.generation import decode_greedy, generate_token_ids
+from llara.evaluation.inference import prefill
 from llara.llm.model import LlaraModel
 from llara.llm.packing import answer_ids, pack_candidates
 
@@ -108,3 +109,14 @@ def test_evaluate_command_takes_constrained(tiny_llama, tiny_data, tmp_path, cap
     assert set(written["metrics"]) == {"generate", CONSTRAINED_PROTOCOL}
     assert run_cli([*args, "--protocol", "rank"]) == 1
     assert "beside the generate protocol" in capsys.readouterr().err
+
+
+def test_both_decodings_share_one_prompt_pass(tiny_llama, tiny_data) -> None:
+    model = tiny_model(tiny_llama, tiny_data)
+    rows = split_rows(tiny_data, "test")[:3]
+    prefix = prefill(model, rows)
+    width = prefix.attention_mask.shape[1]
+    free = decode_greedy(model, rows, prefix)
+    assert prefix.cache.get_seq_length() == width  # the decoded tokens left the prompts' cache
+    assert free == generate_token_ids(model, rows, batch_size=3)
+    assert decode_greedy(model, rows, prefix, constrained=True) == generate_token_ids(model, rows, 3, constrained=True)

@@ -268,19 +268,20 @@ def predict_rows(
 
 def predict_batch(model: Any, rows: Sequence[Record], protocols: Sequence[str]) -> list[Record]:
     """Predictions of ``protocols`` for the rows of one batch."""
-    from llara.evaluation.generation import generate_answers, generate_token_ids
+    from llara.evaluation.generation import answer_string, decode_greedy
+    from llara.evaluation.inference import prefill
     from llara.evaluation.ranking import score_candidates
 
     records = [_base_record(row) for row in rows]
-    size = len(rows)
-    if "generate" in protocols:
-        for record, answer in zip(records, generate_answers(model, rows, size), strict=True):
-            record.update(match_answer(model, record["candidates"], answer))
-    if CONSTRAINED_PROTOCOL in protocols:
-        for record, tokens in zip(records, generate_token_ids(model, rows, size, constrained=True), strict=True):
-            record.update(constrained_answer(model, record["candidates"], tokens))
+    if "generate" in protocols:  # one prompt pass for both decodings
+        prefix = prefill(model, rows)
+        for record, tokens in zip(records, decode_greedy(model, rows, prefix), strict=True):
+            record.update(match_answer(model, record["candidates"], answer_string(model, tokens)))
+        if CONSTRAINED_PROTOCOL in protocols:
+            for record, tokens in zip(records, decode_greedy(model, rows, prefix, constrained=True), strict=True):
+                record.update(constrained_answer(model, record["candidates"], tokens))
     if "rank" in protocols:
-        scores = score_candidates(model, rows, size)
+        scores = score_candidates(model, rows, len(rows))
         own = getattr(model, "rank_score", "total")
         other = ("sum_", scores.total) if own == "mean" else ("len_norm_", scores.mean)
         for name, per_row in (("", scores.ranking(own)), other):
@@ -309,11 +310,12 @@ def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
 def constrained_answer(model: Any, candidates: Sequence[int], tokens: Sequence[int]) -> Record:
     """The candidate whose answer tokens a constrained decoding produced (-1 when several share them)."""
     from llara.evaluation.constrained import named_candidate
+    from llara.evaluation.generation import answer_string
     from llara.llm.packing import answer_ids
 
     position = named_candidate(answer_ids(model, candidates), tokens)
     return {
-        "constrained_answer": model.tokenizer.decode(tokens, skip_special_tokens=True),
+        "constrained_answer": answer_string(model, tokens),
         "constrained_pred": -1 if position is None else candidates[position],
     }
 

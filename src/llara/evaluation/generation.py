@@ -6,7 +6,8 @@ on the batch it lands in. Decoding stops at a newline or an end-of-sequence toke
 
 With ``constrained=True`` every step may only continue one of the row's candidate answers
 (``llara.evaluation.constrained``) and decoding stops when an answer is complete: every answer names a
-candidate. Reported beside the published protocol, never instead of it.
+candidate. Reported beside the published protocol, never instead of it. Both decodings can start from
+one prompt pass (:func:`decode_greedy` leaves the prompts' cache as it found it).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from typing import Any
 import torch
 
 from llara.evaluation.constrained import AnswerConstraint
-from llara.evaluation.inference import Row, prefill, run_llm
+from llara.evaluation.inference import Prefix, Row, prefill, run_llm
 from llara.llm.packing import answer_ids
 
 
 def generate_answers(model: Any, rows: Sequence[Row], batch_size: int = 8, constrained: bool = False) -> list[str]:
     """Greedy answers for ``rows`` (each with ``history`` and ``candidates``), decoded without special tokens."""
-    tokens = generate_token_ids(model, rows, batch_size, constrained)
-    return [model.tokenizer.decode(ids, skip_special_tokens=True) for ids in tokens]
+    return [answer_string(model, ids) for ids in generate_token_ids(model, rows, batch_size, constrained)]
+
+
+def answer_string(model: Any, tokens: Sequence[int]) -> str:
+    """Generated answer tokens as text, without special tokens."""
+    return model.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
 def generate_token_ids(
@@ -34,7 +39,8 @@ def generate_token_ids(
     ``constrained``, exactly the answer tokens of one of the row's candidates."""
     tokens: list[list[int]] = []
     for start in range(0, len(rows), batch_size):
-        tokens.extend(_generate_batch(model, rows[start : start + batch_size], constrained))
+        batch = rows[start : start + batch_size]
+        tokens.extend(decode_greedy(model, batch, prefill(model, batch), constrained))
     return tokens
 
 
@@ -49,8 +55,12 @@ def _budgets(answers: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _generate_batch(model: Any, rows: Sequence[Row], constrained: bool) -> list[list[int]]:
-    prefix = prefill(model, rows)
+def decode_greedy(model: Any, rows: Sequence[Row], prefix: Prefix, constrained: bool = False) -> list[list[int]]:
+    """Greedy answer tokens of ``rows`` after their prompt pass ``prefix`` (see :func:`generate_token_ids`).
+
+    The decoded tokens are removed from ``prefix.cache`` afterwards, so the same prefix serves another decoding.
+    """
+    prompt_width = prefix.attention_mask.shape[1]
     answers = [answer_ids(model, row["candidates"]) for row in rows]
     constraint = AnswerConstraint(answers) if constrained else None
     budgets = _budgets(answers).to(prefix.last_logits.device)
@@ -76,6 +86,9 @@ def _generate_batch(model: Any, rows: Sequence[Row], constrained: bool) -> list[
         )
         position = position + 1
         logits = logits[:, -1].float()
+    decoded = prefix.cache.get_seq_length() - prompt_width
+    if decoded:
+        prefix.cache.crop(-decoded)  # a negative count removes that many positions (every transformers release)
     tokens = torch.stack(steps, dim=1).tolist()
     return [row_tokens[:length] for row_tokens, length in zip(tokens, lengths.tolist(), strict=True)]
 
