@@ -259,10 +259,11 @@ def predict_rows(
     records: list[Record] = [{} for _ in rows]
     with tqdm(total=len(rows), desc="evaluate", unit="row", disable=None if progress else True) as bar:
         for start in range(0, len(by_length), batch_size):
-            batch = by_length[start : start + batch_size]
-            for i, record in zip(batch, predict_batch(model, [rows[i] for i in batch], protocols), strict=True):
+            positions = by_length[start : start + batch_size]
+            batch = predict_batch(model, [rows[i] for i in positions], protocols)
+            for i, record in zip(positions, batch, strict=True):
                 records[i] = record
-            bar.update(len(batch))
+            bar.update(len(positions))
     return records
 
 

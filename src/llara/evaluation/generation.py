@@ -88,7 +88,7 @@ def decode_greedy(model: Any, rows: Sequence[Row], prefix: Prefix, constrained: 
         logits = logits[:, -1].float()
     decoded = prefix.cache.get_seq_length() - prompt_width
     if decoded:
-        prefix.cache.crop(-decoded)  # a negative count removes that many positions (every transformers release)
+        prefix.cache.crop(-decoded)  # a negative count: remove that many positions
     tokens = torch.stack(steps, dim=1).tolist()
     return [row_tokens[:length] for row_tokens, length in zip(tokens, lengths.tolist(), strict=True)]
 
