@@ -254,7 +254,8 @@ def test_evaluation_shows_a_progress_bar_on_a_terminal_only(tiny_llama, tiny_dat
     model = build_model(tiny_llama, tiny_data, "text")
     rows = split_rows(tiny_data, "test", 3)
     shown = {}
-    for name, stream, progress in (("tty", Terminal(), True), ("pipe", io.StringIO(), True), ("off", Terminal(), False)):
+    cases = (("tty", Terminal(), True), ("pipe", io.StringIO(), True), ("off", Terminal(), False))
+    for name, stream, progress in cases:
         monkeypatch.setattr(sys, "stderr", stream)
         predict_rows(model, rows, ["rank"], batch_size=2, progress=progress)
         shown[name] = stream.getvalue()
