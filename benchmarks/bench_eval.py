@@ -1,12 +1,18 @@
-"""Evaluation speed: cached likelihood ranking vs greedy generation vs naive per-candidate scoring.
+"""Evaluation speed: ranking vs greedy generation vs constrained generation vs naive per-candidate scoring.
 
-All run in one process with the same model (zero-shot SmolLM2 in text mode by default), after one
-warm-up row each: generation and both cached ranking methods (packed answers behind the prompt cache;
+All run in one process with the same model (zero-shot SmolLM2 in text mode by default, or a trained
+export with ``--checkpoint``), after one warm-up row each: generation, constrained generation (answers
+restricted to the candidates) and both cached ranking methods (packed answers behind the prompt cache;
 cache expanded per candidate) on ``--rows`` test rows, the naive scorer (C full passes per row) on the
-first ``--naive-rows`` of them; ratios compare seconds per row. Prints a Markdown table, writes JSON.
+first ``--naive-rows`` of them (0: skipped), and the whole evaluation (``predict_rows``: all three protocols,
+batches of similar prompt length, one prompt pass for both decodings) once; ratios compare seconds per row.
+The expanded method is skipped for models with answer tokens (it cannot score them). Also reports ValidRatio
+and HR@1 of both generation protocols on the timed rows (meaningful for a trained export) and the time
+ratio constrained / unconstrained generation. Prints Markdown tables, writes JSON.
 
     llara data prepare movielens --out /tmp/ml
     python benchmarks/bench_eval.py --data /tmp/ml --rows 32 --naive-rows 4 --threads 2
+    python benchmarks/bench_eval.py --data /tmp/ml --checkpoint runs/x/stages/train-x/export --rows 94 --naive-rows 0
 """
 
 from __future__ import annotations
@@ -32,6 +38,21 @@ def timed(label: str, run: Callable[[], Any]) -> tuple[float, float]:
     return wall, cpu
 
 
+def generation_quality(model: Any, rows: list, answers: list[str], constrained: list[list[int]]) -> dict:
+    """ValidRatio and HR@1 (with 95% CIs) of free and constrained generation on ``rows``, as evaluation reports them."""
+    import pandas as pd
+
+    from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, constrained_answer, match_answer, protocol_metrics
+    from llara.metrics import summarize
+
+    frame = pd.DataFrame.from_records([
+        {"target": row["target"], **match_answer(model, row["candidates"], answer),
+         **constrained_answer(model, row["candidates"], tokens)}
+        for row, answer, tokens in zip(rows, answers, constrained, strict=True)
+    ])
+    return {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in ("generate", CONSTRAINED_PROTOCOL)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared data folder (llara data prepare movielens)")
@@ -49,8 +70,8 @@ def main() -> None:
     import torch
 
     from llara.data.dataset import PreparedData
-    from llara.evaluation.evaluate import split_rows
-    from llara.evaluation.generation import generate_answers
+    from llara.evaluation.evaluate import EVALUATION_PROTOCOLS, predict_rows, split_rows
+    from llara.evaluation.generation import generate_answers, generate_token_ids
     from llara.evaluation.inference import load_export, load_zero_shot
     from llara.evaluation.ranking import score_candidates, score_candidates_naive
 
@@ -60,23 +81,33 @@ def main() -> None:
     rows = split_rows(data, args.split, args.rows)
     warm_up = [{**rows[0], "candidates": rows[0]["candidates"][:2]}]
     generate_answers(model, warm_up, 1)
-    for method in ("packed", "expanded"):
+    generate_token_ids(model, warm_up, 1, constrained=True)
+    methods = ("packed", "expanded") if model.answer_token == "none" else ("packed",)
+    for method in methods:
         score_candidates(model, warm_up, 1, method)
     score_candidates_naive(model, warm_up)
 
     naive_rows = rows[: args.naive_rows]
+    outputs: dict[str, list] = {}
     runs = {
-        "generate": (rows, lambda: generate_answers(model, rows, args.batch_size)),
+        "generate": (rows, lambda: outputs.update(generate=generate_answers(model, rows, args.batch_size))),
+        "generate_constrained": (
+            rows,
+            lambda: outputs.update(constrained=generate_token_ids(model, rows, args.batch_size, constrained=True)),
+        ),
         "rank_packed": (rows, lambda: score_candidates(model, rows, args.batch_size, "packed")),
         "rank_expanded": (rows, lambda: score_candidates(model, rows, args.batch_size, "expanded")),
         "naive": (naive_rows, lambda: score_candidates_naive(model, naive_rows)),
+        "evaluate_all": (rows, lambda: predict_rows(model, rows, EVALUATION_PROTOCOLS, args.batch_size)),
     }
+    if "expanded" not in methods:
+        del runs["rank_expanded"]
     seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    for repeat in range(args.repeats):  # the two compared against the target alternate; the minimum counts
-        for name in ("generate", "rank_packed"):
+    for repeat in range(args.repeats):  # the three compared with each other alternate; the minimum counts
+        for name in ("generate", "generate_constrained", "rank_packed"):
             seconds[name].append(timed(f"{name} (run {repeat + 1})", runs[name][1]))
-    for name in ("rank_expanded", "naive"):
-        if runs[name][0]:
+    for name in ("rank_expanded", "naive", "evaluate_all"):
+        if name in runs and runs[name][0]:
             seconds[name].append(timed(name, runs[name][1]))
     measured = [name for name in runs if seconds[name]]
     wall = {name: min(w for w, _ in seconds[name]) / len(runs[name][0]) for name in measured}
@@ -94,15 +125,27 @@ def main() -> None:
         "python": platform.python_version(),
         "wall_s_per_row": wall,
         "cpu_s_per_row": cpu,
+        "constrained_over_generate": {"wall": wall["generate_constrained"] / wall["generate"],
+                                      "cpu": cpu["generate_constrained"] / cpu["generate"]},
+        "quality": generation_quality(model, rows, outputs["generate"], outputs["constrained"]),
         "runs": seconds,
     }
-    print("\n| method | rows | wall s / row | CPU s / row | CPU vs packed ranking |\n|---|---|---|---|---|")
+    print("\n| method | rows | rows/s (wall) | wall s / row | CPU s / row | CPU vs packed ranking |")
+    print("|---|---|---|---|---|---|")
     for name in measured:
-        print(f"| {name} | {len(runs[name][0])} | {wall[name]:.3f} | {cpu[name]:.3f} | {cpu[name] / cpu['rank_packed']:.2f}x |")
+        print(f"| {name} | {len(runs[name][0])} | {1 / wall[name]:.2f} | {wall[name]:.3f} | {cpu[name]:.3f} | "
+              f"{cpu[name] / cpu['rank_packed']:.2f}x |")
     for label, per_row in (("wall", wall), ("CPU", cpu)):
         naive = f"{per_row['naive'] / per_row['rank_packed']:.1f}" if "naive" in per_row else "not measured"
         print(f"{label}: ranking / generation = {per_row['rank_packed'] / per_row['generate']:.2f}; "
               f"naive / ranking = {naive}")
+    print(f"constrained / unconstrained generation time: {figures['constrained_over_generate']['wall']:.2f} wall, "
+          f"{figures['constrained_over_generate']['cpu']:.2f} CPU")
+    print("\n| protocol | ValidRatio | HR@1 | 95% CI |\n|---|---|---|---|")
+    for protocol, metrics in figures["quality"].items():
+        hr = metrics["hr@1"]
+        print(f"| {protocol} | {metrics['valid_ratio']['mean']:.3f} | {hr['mean']:.3f} | "
+              f"[{hr['ci_low']:.3f}, {hr['ci_high']:.3f}] |")
     if args.out:
         Path(args.out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 

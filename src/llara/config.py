@@ -240,6 +240,11 @@ class EvalConfig(StrictModel):
         description="generate (greedy answer matched to a candidate, as published) and / or rank (candidates "
         "ranked by the likelihood of their answers)",
     )
+    constrained: bool = Field(
+        False,
+        description="also report generate-constrained: greedy decoding that may only spell one of the row's "
+        "candidate answers (ValidRatio 1), beside the published generate protocol (which it needs)",
+    )
     split: Literal["val", "test"] = Field("test", description="the split whose frozen candidates are scored")
     batch_size: int = Field(8, description="prompts per forward pass (not the training batch)")
     max_rows: int | None = Field(None, description="score only the first this many rows of the split; null: all")
@@ -278,6 +283,12 @@ class EvalConfig(StrictModel):
         if not value or any(not 0.0 <= weight <= 1.0 for weight in value):
             raise ValueError("blend weights must be at least one number, each in [0, 1]")
         return value
+
+    @model_validator(mode="after")
+    def _constrained_beside_generate(self) -> EvalConfig:
+        if self.constrained and "generate" not in self.protocols:
+            raise ValueError("constrained generation is reported beside generate: add generate to eval.protocols")
+        return self
 
 
 class ExperimentConfig(StrictModel):

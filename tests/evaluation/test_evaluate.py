@@ -234,3 +234,45 @@ def test_rank_metrics_follow_the_columns_a_model_ranks_by() -> None:
     metrics = protocol_metrics(by_mean, "rank")
     assert metrics["hr@1"].tolist() == [1.0, 0.0, 1.0] and metrics["sum_hr@1"].tolist() == [0.0, 1.0, 1.0]
     assert not any(name.startswith("len_norm_") for name in metrics)
+
+
+def test_length_sorted_batches_and_a_shared_prompt_pass_keep_every_result(tiny_llama, tiny_data, varied_rows) -> None:
+    """predict_rows (rows batched by prompt length, one prompt pass for both decodings) against each
+    protocol run on its own over the rows in their order."""
+    from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, predict_rows
+    from llara.evaluation.inference import prompt_lengths
+
+    model = build_model(tiny_llama, tiny_data, "hybrid")
+    rows = [{**row, "row": i} for i, row in enumerate(varied_rows)]
+    lengths = prompt_lengths(model, rows)
+    assert lengths != sorted(lengths)  # so sorting regroups the batches
+    records = predict_rows(model, rows, ["generate", CONSTRAINED_PROTOCOL, "rank"], batch_size=2)
+    assert [r["row"] for r in records] == [r["row"] for r in rows]
+    scores = score_candidates(model, rows, batch_size=2)
+    for record, expected in zip(records, scores.total, strict=True):
+        np.testing.assert_allclose(record["scores"], expected, atol=1e-5, rtol=0)
+    assert [r["rank"] for r in records] == [r["rank"] for r in predict_rows(model, rows, ["rank"], batch_size=1)]
+    assert [r["answer"] for r in records] == generate_answers(model, rows, batch_size=2)
+    constrained = generate_answers(model, rows, batch_size=2, constrained=True)
+    assert [r["constrained_answer"] for r in records] == constrained
+
+
+def test_evaluation_shows_a_progress_bar_on_a_terminal_only(tiny_llama, tiny_data, monkeypatch) -> None:
+    import io
+
+    from llara.evaluation.evaluate import predict_rows
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    model = build_model(tiny_llama, tiny_data, "text")
+    rows = split_rows(tiny_data, "test", 3)
+    shown = {}
+    cases = (("tty", Terminal(), True), ("pipe", io.StringIO(), True), ("off", Terminal(), False))
+    for name, stream, progress in cases:
+        monkeypatch.setattr(sys, "stderr", stream)
+        predict_rows(model, rows, ["rank"], batch_size=2, progress=progress)
+        shown[name] = stream.getvalue()
+    assert "evaluate" in shown["tty"] and "3/3" in shown["tty"] and "row/s" in shown["tty"]
+    assert shown["pipe"] == shown["off"] == ""

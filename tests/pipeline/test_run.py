@@ -230,6 +230,13 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
     assert {r.name for r in edited.stages if r.action != "reused"} == redone
     assert _actions(run_dir)["sr-sasrec"] == "reused"
 
+    constrained = path.read_text().replace("kind: zero-shot}", "kind: zero-shot, eval: {constrained: true}}")
+    path.write_text(constrained)
+    beside = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=quiet, progress=False)
+    assert {r.name for r in beside.stages if r.action != "reused"} == {"eval-zero-shot"}
+    assert [r.protocol for r in beside.rows if r.variant == "zero-shot"] == ["generate", "generate-constrained", "rank"]
+    assert "| zero-shot | generate-constrained |" in beside.report.read_text()
+
 
 def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys):
     path = tmp_path / "run.yaml"

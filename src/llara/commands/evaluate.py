@@ -33,6 +33,9 @@ def evaluate(
     ),
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
     protocol: ProtocolChoice = typer.Option(ProtocolChoice.both, "--protocol", help="generate, rank or both."),
+    constrained: bool = typer.Option(
+        False, "--constrained", help="Also report generate-constrained (answers restricted to the candidates)."
+    ),
     split: str = typer.Option("test", "--split", help="Which split to evaluate (val or test)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward pass."),
     max_rows: int | None = typer.Option(None, "--max-rows", min=1, help="Evaluate only the first N rows."),
@@ -41,15 +44,16 @@ def evaluate(
     device: str | None = typer.Option(
         None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (on a terminal)."),
 ) -> None:
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
     from accelerate import PartialState
 
-    from llara.evaluation.evaluate import PROTOCOLS, evaluate_checkpoint
+    from llara.evaluation.evaluate import PROTOCOLS, evaluate_checkpoint, with_constrained
 
-    protocols = list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value]
+    protocols = with_constrained(list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value], constrained)
     result = evaluate_checkpoint(
-        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device
+        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))

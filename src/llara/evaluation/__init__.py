@@ -1,9 +1,10 @@
 """Scoring a model on a split: prompt prefill, greedy generation, likelihood ranking, answer matching.
 
 Lives here: ``inference`` (one left-padded prompt pass keeping the KV cache; loading an export),
-``generation`` (batch-size independent greedy decoding), ``ranking`` (every candidate's answer
-log-likelihood behind one cached prompt), ``matching`` (the authors' substring rule and the strict rule),
-``evaluate`` (both protocols over a split, sharded across processes; predictions and metrics.json).
+``generation`` (batch-size independent greedy decoding), ``constrained`` (decoding restricted to the
+candidates' answers by a prefix trie), ``ranking`` (every candidate's answer log-likelihood behind one cached
+prompt), ``matching`` (the authors' substring rule and the strict rule), ``evaluate`` (the protocols over a
+split, sharded across processes; predictions and metrics.json).
 
 May import: ``llara.llm``, ``llara.data``, ``llara.sr`` and the top-level modules.
 """

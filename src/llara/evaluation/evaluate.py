@@ -6,6 +6,10 @@ Protocols (docs/method.md, "Metrics"):
   ``hr@1`` (correct / all rows: the published HitRatio@1), ``hr@1_valid`` (correct / valid rows: what
   the authors' code logs as ``hr``), each for the authors' substring rule and, prefixed ``strict_``, for
   the strict rule (``llara.evaluation.matching``).
+* ``generate-constrained`` (``eval.constrained``, beside ``generate``, never instead of it): greedy
+  decoding restricted to the row's candidate answers (``llara.evaluation.constrained``); the answer's tokens
+  name the candidate. Metrics: ``valid_ratio`` (1 unless two candidates share an answer string), ``hr@1``,
+  ``hr@1_valid``.
 * ``rank``: every candidate scored by the log-likelihood of its answer (``llara.evaluation.ranking``). Metrics:
   ``valid_ratio`` (1), ``hr@1/3/5``, ``ndcg@3/5/10``, ``mrr`` from the score the model ranks by
   (``LlaraModel.rank_score``: the summed log-likelihood, or the per-token mean for models trained with
@@ -15,6 +19,9 @@ Protocols (docs/method.md, "Metrics"):
 A MoE-LoRA model (``model.adapter: moe-lora``) also records each row's gate weights (``gate`` column)
 and, in ``metrics.json``, their summary under ``gate`` (``llara.metrics.gate_diagnostics``: mean weight
 per expert and its entropy), so a collapsed gate is visible.
+
+Rows are batched in order of prompt length (less padding; a row's result does not depend on its batch) and
+a progress bar shows rows/s and the time left on a terminal.
 
 Under ``accelerate launch`` with several processes every process scores its share of the rows (row i
 goes to process i mod n) and the per-row predictions are gathered, so each row is counted once.
@@ -38,6 +45,15 @@ from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_r
 from llara.paths import atomic_file
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+#: constrained generation, reported beside the published ``generate`` protocol (``eval.constrained``)
+CONSTRAINED_PROTOCOL = "generate-constrained"
+#: every protocol an evaluation can report, in report order
+EVALUATION_PROTOCOLS: tuple[str, ...] = ("generate", CONSTRAINED_PROTOCOL, "rank")
+#: generation protocols -> (metric prefix, column of the predicted candidate) pairs
+GENERATION_PREDICTIONS = {
+    "generate": (("", "pred"), ("strict_", "strict_pred")),
+    CONSTRAINED_PROTOCOL: (("", "constrained_pred"),),
+}
 PREDICTIONS_FILE = "predictions.parquet"
 METRICS_FILE = "metrics.json"
 #: rank columns of a predictions table: the model's own ranking score, then the other score if present
@@ -59,8 +75,11 @@ def evaluate_checkpoint(
     base_model: str | None = None,
     allow_data_mismatch: bool = False,
     device: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
+
+    ``protocols``: among :data:`EVALUATION_PROTOCOLS` (``generate-constrained`` only beside ``generate``).
 
     ``device``: where the LLM runs (None: this process's device under accelerate, which is CUDA when
     there is one; ``auto``, ``cpu``, ``cuda``, ``cuda:1``).
@@ -85,7 +104,7 @@ def evaluate_checkpoint(
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
         model = load_zero_shot(str(base_model), data, device=_device(device))
-    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device)
+    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device, progress)
 
 
 def _device(device: str | None) -> str:
@@ -106,8 +125,11 @@ def evaluate_model(
     max_rows: int | None = None,
     out_dir: str | Path | None = None,
     device: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run ``protocols`` over the first ``max_rows`` rows of ``split`` (all by default).
+
+    ``progress``: show a progress bar (rows/s, time left) on a terminal, in the main process.
 
     The model is moved to ``device`` (default: this process's device, ``accelerate.PartialState().device``)
     and set to eval.
@@ -125,7 +147,8 @@ def evaluate_model(
     rows = split_rows(data, split, max_rows)
     model.to(_device(device)).eval()  # by default, under accelerate: this process's device
     mine = shard(rows, state.process_index, state.num_processes)
-    frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size)))
+    shown = progress and state.is_main_process
+    frame = merge_records(gather_records(predict_rows(model, mine, protocols, batch_size, shown)))
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
     describe = {"base_model": model.info.get("base_model"), "prompt_mode": model.prompt_mode}
     result = evaluation_result(describe, data, split, frame, metrics)
@@ -168,11 +191,19 @@ def evaluate_sr_checkpoint(
 
 
 def check_protocols(protocols: Sequence[str]) -> list[str]:
-    """The requested protocols in canonical order; clear error for unknown or none."""
-    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    """The requested protocols in canonical order; clear error for unknown or none, and for constrained
+    generation without the published generation protocol it is reported beside."""
+    unknown = sorted(set(protocols) - set(EVALUATION_PROTOCOLS))
     if unknown or not protocols:
-        raise LlaraError(f"protocols must be among {', '.join(PROTOCOLS)}; got {list(protocols)}")
-    return [p for p in PROTOCOLS if p in protocols]
+        raise LlaraError(f"protocols must be among {', '.join(EVALUATION_PROTOCOLS)}; got {list(protocols)}")
+    if CONSTRAINED_PROTOCOL in protocols and "generate" not in protocols:
+        raise LlaraError("constrained generation is reported beside the generate protocol: also evaluate generate")
+    return [p for p in EVALUATION_PROTOCOLS if p in protocols]
+
+
+def with_constrained(protocols: Sequence[str], constrained: bool) -> list[str]:
+    """``protocols`` plus constrained generation when ``constrained`` (``eval.constrained``, ``--constrained``)."""
+    return [*protocols, CONSTRAINED_PROTOCOL] if constrained else list(protocols)
 
 
 def split_rows(data: PreparedData, split: str, max_rows: int | None = None) -> list[Record]:
@@ -217,22 +248,51 @@ def merge_records(records: Sequence[Record]) -> pd.DataFrame:
     return frame
 
 
-def predict_rows(model: Any, rows: Sequence[Record], protocols: Sequence[str], batch_size: int) -> list[Record]:
-    """Per-row predictions of ``protocols`` (answers and matches; candidate scores and target ranks)."""
-    from llara.evaluation.generation import generate_answers
+def predict_rows(
+    model: Any, rows: Sequence[Record], protocols: Sequence[str], batch_size: int, progress: bool = False
+) -> list[Record]:
+    """Per-row predictions of ``protocols`` (answers and matches; candidate scores and target ranks), in
+    the order of ``rows``.
+
+    Batches hold rows of similar prompt length (less padding); ``progress`` shows a bar with rows/s and the
+    time left (only on a terminal).
+    """
+    from tqdm.auto import tqdm
+
+    from llara.evaluation.inference import prompt_lengths
+
+    lengths = prompt_lengths(model, rows)
+    by_length = sorted(range(len(rows)), key=lengths.__getitem__)
+    records: list[Record] = [{} for _ in rows]
+    with tqdm(total=len(rows), desc="evaluate", unit="row", disable=None if progress else True) as bar:
+        for start in range(0, len(by_length), batch_size):
+            positions = by_length[start : start + batch_size]
+            batch = predict_batch(model, [rows[i] for i in positions], protocols)
+            for i, record in zip(positions, batch, strict=True):
+                records[i] = record
+            bar.update(len(positions))
+    return records
+
+
+def predict_batch(model: Any, rows: Sequence[Record], protocols: Sequence[str]) -> list[Record]:
+    """Predictions of ``protocols`` for the rows of one batch."""
+    from llara.evaluation.generation import answer_string, decode_greedy
+    from llara.evaluation.inference import prefill
     from llara.evaluation.ranking import score_candidates
 
     records = [base_record(row) for row in rows]
-    if not rows:
-        return records
     if getattr(model, "gate", None) is not None:
-        for record, weights in zip(records, row_gate_weights(model, rows, batch_size), strict=True):
+        for record, weights in zip(records, row_gate_weights(model, rows, len(rows)), strict=True):
             record["gate"] = weights
-    if "generate" in protocols:
-        for record, answer in zip(records, generate_answers(model, rows, batch_size), strict=True):
-            record.update(match_answer(model, record["candidates"], answer))
+    if "generate" in protocols:  # one prompt pass for both decodings
+        prefix = prefill(model, rows)
+        for record, tokens in zip(records, decode_greedy(model, rows, prefix), strict=True):
+            record.update(match_answer(model, record["candidates"], answer_string(model, tokens)))
+        if CONSTRAINED_PROTOCOL in protocols:
+            for record, tokens in zip(records, decode_greedy(model, rows, prefix, constrained=True), strict=True):
+                record.update(constrained_answer(model, record["candidates"], tokens))
     if "rank" in protocols:
-        scores = score_candidates(model, rows, batch_size)
+        scores = score_candidates(model, rows, len(rows))
         own = getattr(model, "rank_score", "total")
         other = ("sum_", scores.total) if own == "mean" else ("len_norm_", scores.mean)
         for name, per_row in (("", scores.ranking(own)), other):
@@ -270,6 +330,19 @@ def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
     }
 
 
+def constrained_answer(model: Any, candidates: Sequence[int], tokens: Sequence[int]) -> Record:
+    """The candidate whose answer tokens a constrained decoding produced (-1 when several share them)."""
+    from llara.evaluation.constrained import named_candidate
+    from llara.evaluation.generation import answer_string
+    from llara.llm.packing import answer_ids
+
+    position = named_candidate(answer_ids(model, candidates), tokens)
+    return {
+        "constrained_answer": answer_string(model, tokens),
+        "constrained_pred": -1 if position is None else candidates[position],
+    }
+
+
 def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray]:
     """Per-row metric arrays of one protocol from the predictions frame."""
     if protocol == "rank":
@@ -281,8 +354,8 @@ def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray
         }
     out: dict[str, np.ndarray] = {}
     target = frame["target"].to_numpy()
-    for prefix in ("", "strict_"):
-        pred = frame[f"{prefix}pred"].to_numpy()
+    for prefix, column in GENERATION_PREDICTIONS[protocol]:
+        pred = frame[column].to_numpy()
         valid, hit = pred >= 0, (pred == target).astype(np.float64)
         out[f"{prefix}valid_ratio"] = valid.astype(np.float64)
         out[f"{prefix}hr@1"] = hit

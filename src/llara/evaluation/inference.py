@@ -59,6 +59,13 @@ def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def prompt_lengths(model: Any, rows: Sequence[Row]) -> list[int]:
+    """The token count of each row's prompt (placeholders included)."""
+    if not rows:
+        return []
+    return model.encode_prompts(list(rows), padding_side="left")["attention_mask"].sum(-1).tolist()
+
+
 @torch.inference_mode()
 def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
     """Encode ``rows`` (left padding), inject behavioral tokens and run the LLM once, keeping its cache.

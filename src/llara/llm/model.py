@@ -127,6 +127,7 @@ class LlaraModel(nn.Module):
         self.register_buffer("item_embeddings", embeddings, persistent=False)
         self.placeholder_ids = add_placeholder_tokens(tokenizer)
         self.token_ids = dict(zip(prompts.PLACEHOLDER_TOKENS, self.placeholder_ids))
+        self.answer_ids_cache: dict[str, list[int]] = {}  # answer text -> token ids (llara.llm.packing.answer_ids)
 
     # ----------------------------------------------------------------- construction
 

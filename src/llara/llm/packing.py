@@ -46,9 +46,17 @@ def real_token_count(packed: dict[str, torch.Tensor]) -> int:
 
 
 def answer_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
-    """The token ids of each item's answer string (title + terminator), refusing empty answers."""
+    """The token ids of each item's answer string (title + terminator), refusing empty answers.
+
+    Each answer string is tokenised once per model (``model.answer_ids_cache``): every protocol and every
+    row asks for the same candidates' answers. The lists returned are the cached ones: do not modify them.
+    """
     texts = [model.answer_text(int(item)) for item in items]
-    answers = model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    cache = model.answer_ids_cache
+    new = [text for text in dict.fromkeys(texts) if text not in cache]
+    if new:
+        cache.update(zip(new, model.tokenizer(new, add_special_tokens=False)["input_ids"], strict=True))
+    answers = [cache[text] for text in texts]
     for item, ids in zip(items, answers, strict=True):
         if not ids:
             raise LlaraError(f"item {item} has an empty answer string; give it a title in items.parquet")

@@ -32,7 +32,7 @@ from rich.console import Console
 from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
 from llara.errors import LlaraError
 from llara.pipeline.environment import environment_info
-from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint
+from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint, with_constrained
 from llara.paths import atomic_file, check_replaceable
 from llara.llm.prompts import uses_behavior_tokens
 from llara.pipeline.report import write_report
@@ -209,10 +209,8 @@ class _Pipeline:
         self.sr_done: dict[str, StageResult] = {}
         self.trained: dict[tuple[str, int | None], StageResult] = {}
 
-    def _stage(
-        self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None, spinner: bool = False
-    ) -> StageResult:
-        result = self.store.run(name, spec, build, label, spinner=spinner and self.progress)
+    def _stage(self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None) -> StageResult:
+        result = self.store.run(name, spec, build, label)
         self.results.append(result)
         return result
 
@@ -260,13 +258,14 @@ class _Pipeline:
         run = f"{variant.name}{seed_suffix(seed)}"
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
         trained: dict[str, Any] = {}
+        llm_protocols = with_constrained(config.eval.protocols, config.eval.constrained)
         if variant.kind == "sr":
             target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
             stage = self.train(run, config, data, sr, self.trained.get((variant.after or "", seed)))
             self.trained[(variant.name, seed)] = stage
-            target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": config.eval.protocols}
+            target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": llm_protocols}
             identity = {"train": stage.output_id}
             trained = {
                 "train_log": _relative(stage.output / TRAIN_LOG, self.store.root),
@@ -274,7 +273,7 @@ class _Pipeline:
                 "schedule": config.train.schedule,
             }
         else:
-            target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": config.eval.protocols}
+            target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": llm_protocols}
             identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
         outputs: dict[str, str | None] = {"metrics": None, "catalog": None}
         if "frozen" in config.eval.candidates:
@@ -291,13 +290,14 @@ class _Pipeline:
     ) -> StageResult:
         """Evaluate ``target`` (``evaluate_checkpoint`` arguments) on the frozen split; ``identity`` keys it."""
         spec = {"stage": "eval", "data": data.output_id, "protocols": target["protocols"],
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols", *CATALOG_FIELDS}), **identity}
+                "eval": config.eval.model_dump(mode="json", exclude={"protocols", "constrained", *CATALOG_FIELDS}),
+                **identity}
 
         def build(out: Path, resume: bool) -> None:
             evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
-                                max_rows=config.eval.max_rows, out_dir=out, **target)
+                                max_rows=config.eval.max_rows, out_dir=out, progress=self.progress, **target)
 
-        return self._stage(f"eval-{name}", spec, build, f"evaluate {name}", spinner=True)
+        return self._stage(f"eval-{name}", spec, build, f"evaluate {name}")
 
     def catalog(
         self, name: str, config: ExperimentConfig, data: StageResult, checkpoint: Path, identity: dict[str, Any]

@@ -109,12 +109,9 @@ class StageStore:
             raise LlaraError(f"--force {', '.join(unmatched)} matches no stage; this run's stages: {', '.join(names)}")
 
     def run(
-        self, name: str, spec: Mapping[str, Any], build: Builder, label: str | None = None, spinner: bool = False
+        self, name: str, spec: Mapping[str, Any], build: Builder, label: str | None = None
     ) -> StageResult:
-        """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``).
-
-        ``spinner`` shows a live spinner (on a terminal) while a builder without its own progress bar runs.
-        """
+        """Reuse stage ``name`` if done with the same key, else build it (``build(output, resume)``)."""
         key = stage_key(spec)
         output = self.output_path(name)
         marker = self.read_marker(name)
@@ -131,11 +128,7 @@ class StageStore:
         self.console.print(f"[bold cyan]{'resume' if resume else 'run'}[/]     {label or name}", highlight=False)
         started = time.time()
         self._write_marker(name, {"status": "running", "key": key, "spec": spec, "started": started})
-        if spinner:
-            with self.console.status(f"{label or name} …", spinner="dots"):
-                build(output, resume)
-        else:
-            build(output, resume)
+        build(output, resume)
         seconds = time.time() - started
         output_id = uuid.uuid4().hex
         done = {"status": "done", "key": key, "spec": spec, "output_id": output_id, "started": started,
