@@ -311,7 +311,7 @@ class _Pipeline:
         def build(out: Path, resume: bool) -> None:
             evaluate_catalog_checkpoint(checkpoint, data.output, config.eval, out)
 
-        return self._stage(f"catalog-{name}", spec, build, f"rank the catalog for {name}", spinner=True)
+        return self._stage(f"catalog-{name}", spec, build, f"rank the catalog for {name}")
 
     def train(
         self,
