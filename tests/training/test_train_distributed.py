@@ -44,7 +44,7 @@ def test_two_processes_match_one_process(tiny_data, tmp_path: Path) -> None:
         "--mixed_precision", "no", "--dynamo_backend", "no", llara, "train", "--no-progress",
         *overrides, f"train.out_dir={tmp_path / 'two'}",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
     last_one, last_two = list_checkpoints(tmp_path / "one" / "checkpoints")[-1], list_checkpoints(tmp_path / "two" / "checkpoints")[-1]
