@@ -208,8 +208,9 @@ class TrainConfig(StrictModel):
         "the candidates' answer log-likelihoods), sdpo (softmax DPO against sampled negatives), dpo (sdpo, 1 negative)",
     )
     sft_weight: float = Field(0.0, ge=0.0, description="listwise / sdpo: weight of the sft loss added to the objective")
-    listwise_score: Literal["mean", "sum"] = Field(
-        "mean", description="listwise: a candidate's score is the mean (length-normalised) or sum of its answer token log-probs"
+    listwise_score: Literal["mean", "sum", "verdict"] = Field(
+        "mean", description="listwise: a candidate's score is the mean (length-normalised) or sum of its answer token "
+        "log-probs, or its verdict: the log-odds of ' Yes' over ' No' right after its answer (ranking then reads it too)"
     )
     temperature: float = Field(1.0, gt=0.0, description="listwise: softmax temperature over candidate scores")
     negatives: int = Field(3, ge=1, description="sdpo: negatives drawn from the row's own candidates per step")

@@ -41,6 +41,13 @@ def naive_scores(model: LlaraModel, rows: list[dict]) -> tuple[torch.Tensor, tor
     return torch.tensor(np.stack(scores.total)), torch.tensor(np.stack(scores.mean))
 
 
+@pytest.fixture
+def verdict_model(evidence_model, monkeypatch) -> LlaraModel:
+    """``evidence_model`` ranking by verdicts (as training with ``train.listwise_score=verdict`` sets it)."""
+    monkeypatch.setitem(evidence_model.info, "rank_score", "verdict")
+    return evidence_model
+
+
 def target_index(rows: list[dict]) -> torch.Tensor:
     return torch.tensor([list(row["candidates"]).index(row["target"]) for row in rows])
 
@@ -55,6 +62,54 @@ def test_listwise_equals_a_naive_per_candidate_computation(evidence_model, rows,
     sft = -mean.gather(1, target[:, None]).mean()
     expected = F.cross_entropy(logits, target) + 0.3 * sft
     assert abs(float(got) - float(expected)) < 1e-4
+
+
+def test_listwise_verdict_equals_a_naive_per_candidate_computation(verdict_model, rows) -> None:
+    ctx = context(rows, objective="listwise", listwise_score="verdict", temperature=0.5, sft_weight=0.3)
+    got = get_objective("listwise")(verdict_model, verdict_model, rows, ctx).loss
+    naive = score_candidates_naive(verdict_model, rows)
+    verdict, mean = torch.tensor(np.stack(naive.verdict)), torch.tensor(np.stack(naive.mean))
+    assert verdict.std() > 0
+    target = target_index(rows)
+    expected = F.cross_entropy(verdict / 0.5, target) - 0.3 * mean.gather(1, target[:, None]).mean()
+    assert abs(float(got) - float(expected)) < 1e-4
+
+
+def test_verdicts_rank_like_the_naive_scorer_and_change_only_their_own_candidate(verdict_model, rows) -> None:
+    packed = score_candidates(verdict_model, rows)
+    naive = score_candidates_naive(verdict_model, rows)
+    for got, expected in zip(packed.ranking("verdict"), naive.verdict, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    row, items = rows[0], list(rows[0]["candidates"][:4])
+    with torch.no_grad():
+        before = verdict_model(**pack_candidates(verdict_model, [row], [items])).verdict[0]
+        original = verdict_model.sr.output.weight[items[1]].clone()
+        verdict_model.sr.output.weight[items[1]] += 5.0
+        after = verdict_model(**pack_candidates(verdict_model, [row], [items])).verdict[0]
+        verdict_model.sr.output.weight[items[1]] = original
+    assert ((before - after).abs() > 1e-5).tolist() == [False, True, False, False]
+
+
+def test_verdict_training_sends_gradients_to_lora_and_the_answer_projector(verdict_model, rows) -> None:
+    verdict_model.zero_grad()
+    ctx = context(rows, objective="listwise", listwise_score="verdict")
+    get_objective("listwise")(verdict_model, verdict_model, rows, ctx).loss.backward()
+    grads = {n: p.grad for n, p in verdict_model.named_parameters() if p.requires_grad}
+    for prefix in ("lora_", "answer_projector.", "user_projector."):
+        assert any(prefix in n and g is not None and g.abs().sum() > 0 for n, g in grads.items()), prefix
+    verdict_model.zero_grad()
+
+
+def test_a_verdict_model_keeps_ranking_by_verdicts_after_save_load_and_in_serving(verdict_model, rows, tiny_data, tmp_path) -> None:
+    export = verdict_model.save(tmp_path / "export")
+    loaded = LlaraModel.load(export)
+    assert loaded.rank_score == "verdict"
+    got = score_candidates(loaded, rows).ranking("verdict")
+    for e, g in zip(score_candidates(verdict_model, rows).verdict, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    ranked = Recommender.load(export, tiny_data.root).recommend([int(i) for i in rows[0]["history"]], list(rows[0]["candidates"]), k=3)
+    order = np.argsort(-got[0], kind="stable")[:3]
+    assert [r.item_id for r in ranked] == [int(rows[0]["candidates"][j]) for j in order]
 
 
 def test_sdpo_equals_the_softmax_dpo_formula_on_naive_scores(evidence_model, rows) -> None:

@@ -31,6 +31,7 @@ SETTINGS = {
     "sft-moe-lora": ("model.adapter=moe-lora", "model.experts=2", "train.gate_lr_factor=5"),
     "listwise": ("train.objective=listwise", "train.sft_weight=0.5", "model.answer_token=interaction", "model.user_token=true"),
     "sdpo": ("train.objective=sdpo", "train.negatives=2", "model.answer_token=item"),
+    "listwise-verdict": ("train.objective=listwise", "train.listwise_score=verdict", "model.answer_token=interaction"),
 }
 
 

@@ -6,8 +6,9 @@ the default, and the only method that supports answer tokens), or as a prompt pa
 (:func:`llara.evaluation.inference.prefill`) whose KV cache is expanded along the batch dimension, one copy
 per candidate (for attention kernels without custom masks).
 A candidate's score is the log-likelihood of its answer tokens: the sum (the probability of producing
-exactly this answer) and the per-token mean (length-normalised). Every candidate gets a score, so the
-ranking is complete and ValidRatio is 1 by construction.
+exactly this answer) and the per-token mean (length-normalised); models trained with verdict scoring
+rank by the log-odds of ``Yes`` over ``No`` read right after each answer (packed layout only). Every
+candidate gets a score, so the ranking is complete and ValidRatio is 1 by construction.
 """
 
 from __future__ import annotations
@@ -28,16 +29,21 @@ from llara.llm.prompts import ANSWER_TOKEN
 
 @dataclass(frozen=True)
 class CandidateScores:
-    """Log-likelihood of each candidate's answer; one array per row, aligned with its candidates."""
+    """Log-likelihood of each candidate's answer (and, for verdict models, its verdict score); one array
+    per row, aligned with its candidates."""
 
     total: list[np.ndarray]
     mean: list[np.ndarray]
+    verdict: list[np.ndarray] | None = None
 
     def ranking(self, score: str) -> list[np.ndarray]:
-        """The scores a model ranks by: ``total`` (summed log-likelihood) or ``mean`` (per token)."""
-        if score not in ("total", "mean"):
-            raise LlaraError(f"ranking score {score!r} is not one of total, mean")
-        return self.total if score == "total" else self.mean
+        """The scores a model ranks by: ``total`` (summed log-likelihood), ``mean`` (per token) or
+        ``verdict`` (log-odds of ``Yes`` over ``No``)."""
+        if score not in ("total", "mean", "verdict"):
+            raise LlaraError(f"ranking score {score!r} is not one of total, mean, verdict")
+        if score == "verdict" and self.verdict is None:
+            raise LlaraError("these scores hold no verdicts: only models trained with verdict scoring give them")
+        return {"total": self.total, "mean": self.mean, "verdict": self.verdict}[score]
 
 
 def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, method: str = "auto") -> CandidateScores:
@@ -48,13 +54,11 @@ def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, metho
     ``auto`` (packed where the attention kernel takes custom masks: sdpa and eager).
     """
     score_batch = _SCORERS[ranking_method(model, method)]
-    total: list[np.ndarray] = []
-    mean: list[np.ndarray] = []
-    for start in range(0, len(rows), batch_size):
-        chunk_total, chunk_mean = score_batch(model, rows[start : start + batch_size])
-        total.extend(chunk_total)
-        mean.extend(chunk_mean)
-    return CandidateScores(total=total, mean=mean)
+    chunks = [score_batch(model, rows[start : start + batch_size]) for start in range(0, len(rows), batch_size)]
+    verdict = [v for chunk in chunks for v in chunk.verdict] if chunks and chunks[0].verdict is not None else None
+    return CandidateScores(
+        total=[v for chunk in chunks for v in chunk.total], mean=[v for chunk in chunks for v in chunk.mean], verdict=verdict
+    )
 
 
 def ranking_method(model: Any, method: str = "auto") -> str:
@@ -66,29 +70,30 @@ def ranking_method(model: Any, method: str = "auto") -> str:
     kernel = getattr(model.llm.config, "_attn_implementation", None)
     if takes_block_mask(kernel):
         return "packed" if method == "auto" else method
-    if method == "packed" or model.answer_token != "none":
+    if method == "packed" or model.answer_token != "none" or model.rank_score == "verdict":
         raise LlaraError(
-            f"the packed ranking layout (needed by answer tokens) needs an attention kernel that takes block "
+            f"the packed ranking layout (needed by answer tokens and verdicts) needs an attention kernel that takes block "
             f"masks (sdpa, eager), not {kernel}: load the model with sdpa (LLARA_ATTENTION=sdpa)"
         )
     return "expanded"
 
 
 @torch.inference_mode()
-def _score_packed(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _score_packed(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """One sequence per row: its prompt, then all its answers back to back (``llara.llm.packing``)."""
     device = device_of(model)
     packed = pack_candidates(model, rows, [row["candidates"] for row in rows])
     scores = model(**to_device(packed, device))
     counts = [len(row["candidates"]) for row in rows]
-    return _unpad(scores.total, counts), _unpad(scores.mean, counts)
+    verdict = None if scores.verdict is None else _unpad(scores.verdict, counts)
+    return CandidateScores(_unpad(scores.total, counts), _unpad(scores.mean, counts), verdict)
 
 
 @torch.inference_mode()
-def _score_expanded(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _score_expanded(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """The prompt cache copied along the batch dimension, one copy per candidate; answers right-padded."""
-    if model.answer_token != "none":
-        raise LlaraError("answer tokens need the packed ranking method (an attention kernel with custom masks)")
+    if model.answer_token != "none" or model.rank_score == "verdict":
+        raise LlaraError("answer tokens and verdicts need the packed ranking method (an attention kernel with custom masks)")
     device = device_of(model)
     prefix = prefill(model, rows)
     counts = [len(row["candidates"]) for row in rows]
@@ -111,7 +116,7 @@ def _score_expanded(model: Any, rows: Sequence[Row]) -> tuple[list[np.ndarray], 
     token_logp = logits.gather(-1, ids[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     total = (token_logp * answer_mask).sum(-1)
     mean = total / answer_mask.sum(-1)
-    return _split(total, counts), _split(mean, counts)
+    return CandidateScores(_split(total, counts), _split(mean, counts))
 
 
 _SCORERS = {"packed": _score_packed, "expanded": _score_expanded}
@@ -122,15 +127,19 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """Reference scorer: prompt + answer run as one unpadded sequence per candidate (no cache, no batch).
 
     C forward passes over the whole prompt per row: the baseline the packed scorer is checked and timed
-    against. With answer tokens, each answer is preceded by its own answer placeholder.
+    against. With answer tokens, each answer is preceded by its own answer placeholder; a verdict is the
+    ``Yes`` minus ``No`` logit after the answer's last token.
     """
     device = device_of(model)
     total: list[np.ndarray] = []
     mean: list[np.ndarray] = []
+    verdict: list[np.ndarray] = []
+    wants_verdict = model.rank_score == "verdict"
+    yes, no = model.verdict_ids if wants_verdict else (0, 0)
     for row in rows:
         batch = model.encode_prompts([row], padding_side="left")
         history = batch.get("history")
-        sums, means = [], []
+        sums, means, verdicts = [], [], []
         for item, answer in zip(row["candidates"], answer_ids(model, row["candidates"]), strict=True):
             lead = [model.token_ids[ANSWER_TOKEN]] if model.answer_token != "none" else []
             ids = torch.cat([batch["input_ids"], torch.tensor([lead + answer])], dim=1)
@@ -142,9 +151,11 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
             logp = torch.log_softmax(predicted, dim=-1).gather(-1, torch.tensor(answer, device=device)[:, None]).sum()
             sums.append(float(logp))
             means.append(float(logp) / len(answer))
+            verdicts.append(float(logits[-1, yes] - logits[-1, no]))
         total.append(np.array(sums))
         mean.append(np.array(means))
-    return CandidateScores(total=total, mean=mean)
+        verdict.append(np.array(verdicts))
+    return CandidateScores(total=total, mean=mean, verdict=verdict if wants_verdict else None)
 
 
 def _pad_right(sequences: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,12 +59,18 @@ TITLES_FILE = "titles.json"
 IGNORE_INDEX = -100
 
 
+#: the words whose log-odds after a candidate's answer are its ``verdict`` score
+VERDICT_WORDS = (" Yes", " No")
+
+
 @dataclass
 class AnswerScores:
-    """Per packed answer: ``total`` summed token log-probabilities and ``count`` tokens, both ``[B, C]``."""
+    """Per packed answer: ``total`` summed token log-probabilities and ``count`` tokens, both ``[B, C]``;
+    ``verdict``, with verdict scoring, the log-odds of ``Yes`` over ``No`` right after each answer."""
 
     total: torch.Tensor
     count: torch.Tensor
+    verdict: torch.Tensor | None = None
 
     @property
     def mean(self) -> torch.Tensor:
@@ -281,8 +287,26 @@ class LlaraModel(nn.Module):
 
     @property
     def rank_score(self) -> str:
-        """The candidate score this model ranks by: ``total`` (summed answer log-likelihood) or ``mean``."""
+        """The candidate score this model ranks by: ``total`` (summed answer log-likelihood), ``mean`` (per
+        token) or ``verdict`` (the log-odds of ``Yes`` over ``No`` read right after the answer)."""
         return str(self.info.get("rank_score", "total"))
+
+    @property
+    def verdict_ids(self) -> tuple[int, int]:
+        """The token ids whose logits a ``verdict`` score compares: the last token of each of
+        :data:`VERDICT_WORDS`."""
+        ids = tuple(self.tokenizer(word, add_special_tokens=False)["input_ids"][-1] for word in VERDICT_WORDS)
+        if ids[0] == ids[1]:
+            raise LlaraError(f"the tokenizer ends {' and '.join(map(repr, VERDICT_WORDS))} with the same token")
+        return ids
+
+    def verdict_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``Yes`` minus ``No`` logit of the output head on hidden states ``[..., d]``."""
+        head = self.llm.get_output_embeddings()
+        yes, no = self.verdict_ids
+        direction = head.weight[yes] - head.weight[no]
+        offset = head.bias[yes] - head.bias[no] if getattr(head, "bias", None) is not None else 0.0
+        return (hidden.float() @ direction.float()) + offset
 
     def load_trained(self, export_dir: str | Path) -> None:
         """Start from a trained export: copy its LoRA weights and projectors into this (fresh) model.
@@ -453,8 +477,10 @@ class LlaraModel(nn.Module):
         score_targets: torch.Tensor,
         score_segments: torch.Tensor,
         history: torch.Tensor | None = None,
+        verdict_positions: torch.Tensor | None = None,
     ) -> AnswerScores:
-        """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass.
+        """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass;
+        with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdict scores too.
 
         The vocabulary projection runs only at the positions that predict a scored token.
         """
@@ -472,7 +498,11 @@ class LlaraModel(nn.Module):
         index = score_segments.clamp(min=0)
         total = token_logp.new_zeros(len(index), width).scatter_add(1, index, torch.where(real, token_logp, 0.0))
         count = token_logp.new_zeros(len(index), width).scatter_add(1, index, real.float())
-        return AnswerScores(total=total, count=count)
+        verdict = None
+        if verdict_positions is not None:
+            ends = hidden.gather(1, verdict_positions[..., None].expand(-1, -1, hidden.shape[-1]))
+            verdict = torch.where(count > 0, self.verdict_logits(ends), 0.0)
+        return AnswerScores(total=total, count=count, verdict=verdict)
 
     def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
         """The rows' histories as ``[B, L]`` padded with ``num_items`` (for the SR backbone), or ``None``."""

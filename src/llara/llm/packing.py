@@ -9,7 +9,9 @@ candidates for ranking evaluation (without gradients) and for the ranking object
 Without answer tokens, an answer segment holds its tokens but the last (whose output predicts nothing),
 and its first token is predicted by the prompt's last position. With answer tokens
 (``model.answer_token``), a segment starts with the :data:`~llara.llm.prompts.ANSWER_TOKEN` placeholder,
-which carries the candidate's SR evidence and predicts the answer's first token.
+which carries the candidate's SR evidence and predicts the answer's first token. With verdict scoring
+(``model.rank_score == "verdict"``), a segment also holds its answer's last token, whose position reads
+the verdict (``verdict_positions``): the model's log-odds of ``Yes`` over ``No`` for that candidate.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ def pack_candidates(
     Keys: ``input_ids``, ``behavior_ids`` (item id at placeholders and answer tokens, else -1), ``history``
     (when the model has an SR backbone), ``attention_mask`` ``[B, 1, W, W]`` bool, ``position_ids``, and
     the scored tokens: ``score_positions`` / ``score_targets`` / ``score_segments`` ``[B, T]`` (the
-    position whose output predicts a target token, the token, its candidate index; -1 on padding).
+    position whose output predicts a target token, the token, its candidate index; -1 on padding); with
+    verdict scoring, ``verdict_positions`` ``[B, C]`` (each answer's last position; 0 on padding).
     """
     prompt = model.encode_prompts(rows, mode=mode, padding_side="left")
     with_token = model.answer_token != "none"
-    sequences = [_row_layout(model, prompt, b, items, with_token) for b, items in enumerate(candidates)]
+    verdict = model.rank_score == "verdict"
+    sequences = [_row_layout(model, prompt, b, items, with_token, verdict) for b, items in enumerate(candidates)]
     return _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"))
 
 
@@ -63,29 +67,36 @@ def answer_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
     return answers
 
 
-def _row_layout(model: Any, prompt: dict[str, torch.Tensor], b: int, items: Sequence[int], with_token: bool) -> dict:
-    """Token lists of one packed row: ids, behavior ids, segment, offset, and the scored (position, target)."""
+def _row_layout(
+    model: Any, prompt: dict[str, torch.Tensor], b: int, items: Sequence[int], with_token: bool, verdict: bool
+) -> dict:
+    """Token lists of one packed row: ids, behavior ids, segment, offset, the scored (position, target),
+    and (with ``verdict``) each answer's last position."""
     real = prompt["attention_mask"][b].bool()
     ids = prompt["input_ids"][b][real].tolist()
     behavior = prompt["behavior_ids"][b][real].tolist()
     length = len(ids)
     segment, offset = [-1] * length, list(range(length))
     scored: list[tuple[int, int, int]] = []  # (predicting position, target token, candidate index)
+    ends: list[int] = []
     answer_token = model.token_ids[prompts.ANSWER_TOKEN]
     for c, (item, answer) in enumerate(zip(items, answer_ids(model, items), strict=True)):
         start = len(ids)
+        read = answer if verdict else answer[:-1]  # the last token is read only to give a verdict after it
         if with_token:
-            inputs = [answer_token] + answer[:-1]
+            inputs = [answer_token] + read
             predictors = [start + k for k in range(len(answer))]
         else:
-            inputs = answer[:-1]
+            inputs = read
             predictors = [length - 1] + [start + k for k in range(len(answer) - 1)]
+        ends.append(start + len(inputs) - 1)
         ids += inputs
         behavior += [int(item) if with_token else -1] + [-1] * (len(inputs) - 1) if inputs else []
         segment += [c] * len(inputs)
         offset += [length + k for k in range(len(inputs))]
         scored += [(p, t, c) for p, t in zip(predictors, answer, strict=True)]
-    return {"ids": ids, "behavior": behavior, "segment": segment, "offset": offset, "scored": scored, "prompt": length}
+    layout = {"ids": ids, "behavior": behavior, "segment": segment, "offset": offset, "scored": scored, "prompt": length}
+    return {**layout, "ends": ends} if verdict else layout
 
 
 def _tensors(sequences: list[dict], pad_id: int, history: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -113,6 +124,10 @@ def _tensors(sequences: list[dict], pad_id: int, history: torch.Tensor | None) -
             out["score_positions"][b, : len(positions)] = torch.tensor(positions)
             out["score_targets"][b, : len(targets)] = torch.tensor(targets)
             out["score_segments"][b, : len(segments)] = torch.tensor(segments)
+    if "ends" in sequences[0]:
+        out["verdict_positions"] = torch.zeros((batch, max(len(s["ends"]) for s in sequences)), dtype=torch.long)
+        for b, s in enumerate(sequences):
+            out["verdict_positions"][b, : len(s["ends"])] = torch.tensor(s["ends"], dtype=torch.long)
     out["attention_mask"] = _block_mask(segment)
     if history is not None:
         out["history"] = history

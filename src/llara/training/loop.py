@@ -444,8 +444,10 @@ class _MetricsLog:
 
 def rank_score(tc: TrainConfig) -> str:
     """The candidate score a model trained with ``tc`` ranks by: the per-token mean for length-normalised
-    listwise training, else the summed log-likelihood."""
-    return "mean" if tc.objective == "listwise" and tc.listwise_score == "mean" else "total"
+    listwise training, the verdict for verdict listwise training, else the summed log-likelihood."""
+    if tc.objective == "listwise" and tc.listwise_score in ("mean", "verdict"):
+        return tc.listwise_score
+    return "total"
 
 
 def training_attention(config: ExperimentConfig, device: torch.device) -> str:

@@ -2,8 +2,9 @@
 
 All candidates of a row are scored in one packed forward pass (``llara.llm.packing``), the layout ranking
 evaluation uses, so training optimises exactly the score the ranking protocol reads. A candidate's score
-is its summed or per-token mean answer log-likelihood (``train.listwise_score``), divided by
-``train.temperature``; ``train.sft_weight`` adds the target's mean answer-token NLL (in the same pass).
+is its summed or per-token mean answer log-likelihood, or its verdict (the log-odds of ``Yes`` over ``No``
+read right after its answer) (``train.listwise_score``), divided by ``train.temperature``;
+``train.sft_weight`` adds the target's mean answer-token NLL (in the same pass).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from llara.errors import LlaraError
+from llara.llm.model import AnswerScores
 from llara.training.objectives.base import ObjectiveContext, ObjectiveOutput, score_packed, target_sft
 
 
@@ -24,7 +27,7 @@ def listwise_loss(
     config = context.config
     candidates = [[int(c) for c in row["candidates"]] for row in rows]
     scores, (tokens, positions) = score_packed(forward, model, rows, candidates, context)
-    logits = (scores.mean if config.listwise_score == "mean" else scores.total) / config.temperature
+    logits = candidate_scores(scores, config.listwise_score) / config.temperature
     target = torch.tensor(
         [items.index(int(row["target"])) for items, row in zip(candidates, rows, strict=True)], device=logits.device
     )
@@ -33,3 +36,12 @@ def listwise_loss(
     hits = (logits.argmax(-1) == target).float().mean()
     logs = {"listwise_loss": ranking.detach(), "sft_loss": sft.detach(), "train_hr@1": hits.detach()}
     return ObjectiveOutput(ranking + config.sft_weight * sft, tokens, positions, logs)
+
+
+def candidate_scores(scores: AnswerScores, listwise_score: str) -> torch.Tensor:
+    """The ``[B, C]`` scores the softmax runs over: ``mean``, ``sum`` or ``verdict``."""
+    if listwise_score == "verdict":
+        if scores.verdict is None:
+            raise LlaraError("verdict scores are missing: the model must rank by verdict (model.info rank_score)")
+        return scores.verdict
+    return scores.mean if listwise_score == "mean" else scores.total
