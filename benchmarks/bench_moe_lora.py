@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from functools import partial
 
-import numpy as np
 import torch
+from alternating import add_arguments, alternate, objective_step, training_batches
 
 from llara.config import ModelConfig, TrainConfig
 from llara.data.dataset import PreparedData
 from llara.llm.model import LlaraModel
-from llara.training.objectives import ObjectiveContext, get_objective
 
 ARMS = ("lora", "moe-lora")
 
@@ -36,51 +35,24 @@ def build(adapter: str, args: argparse.Namespace, data: PreparedData) -> LlaraMo
     return LlaraModel.from_config(config, data, args.sr).train()
 
 
-def timed(model: LlaraModel, rows: list[dict], step: int) -> tuple[float, int]:
-    """Seconds and real tokens of one forward + backward of the listwise + sft objective on ``rows``."""
-    config = TrainConfig(objective="listwise", sft_weight=1.0)
-    context = ObjectiveContext("behavior", step, config, np.arange(len(rows)), torch.device("cpu"))
-    start = time.perf_counter()
-    output = get_objective("listwise")(model, model, rows, context)
-    output.loss.backward()
-    model.zero_grad(set_to_none=True)
-    return time.perf_counter() - start, output.tokens
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--sr", required=True)
-    parser.add_argument("--model", default="smollm2")
+    add_arguments(parser, rounds=6)
     parser.add_argument("--experts", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--micro-batch", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = PreparedData.load(args.data)
-    models = {arm: build(arm, args, data) for arm in ARMS}
-    frame = data.split("train").sample(n=args.micro_batch * args.rounds, random_state=0)
-    batches = [frame.iloc[i : i + args.micro_batch].to_dict("records") for i in range(0, len(frame), args.micro_batch)]
-    seconds = {arm: 0.0 for arm in ARMS}
-    tokens = {arm: 0 for arm in ARMS}
-    for round_index, rows in enumerate(batches):
-        for arm in ARMS:
-            spent, count = timed(models[arm], rows, round_index)
-            if round_index:  # the first round warms up
-                seconds[arm] += spent
-                tokens[arm] += count
-    measured_rows = args.micro_batch * (args.rounds - 1)
-    per_token = {arm: seconds[arm] / tokens[arm] for arm in ARMS}
+    objective = TrainConfig(objective="listwise", sft_weight=1.0)
+    steps = {arm: partial(objective_step, build(arm, args, data), objective, "behavior") for arm in ARMS}
+    arms = alternate(steps, training_batches(data, args.micro_batch, args.rounds))
+    per_token = {arm: arms[arm]["seconds"] / arms[arm]["tokens"] for arm in ARMS}
     result = {
         "model": args.model,
         "threads": args.threads,
         "experts": args.experts,
         "micro_batch": args.micro_batch,
-        "measured_rows": measured_rows,
-        "arms": {
-            arm: {"tokens_per_s": tokens[arm] / seconds[arm], "s_per_row": seconds[arm] / measured_rows} for arm in ARMS
-        },
+        "measured_rows": args.micro_batch * (args.rounds - 1),
+        "arms": {arm: {key: arms[arm][key] for key in ("tokens_per_s", "s_per_row")} for arm in ARMS},
         "moe_slowdown": per_token["moe-lora"] / per_token["lora"] - 1.0,
     }
     print(json.dumps(result, indent=2))
