@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,10 +15,10 @@ import pytest
 from llara.evaluation.evaluate import rank_metrics
 from llara.metrics import Z_95, mcnemar_exact, summarize
 from llara.pipeline import plots
-from llara.pipeline.comparisons import compare_with_reference
+from llara.pipeline.comparisons import Comparison, compare_with_reference
 from llara.pipeline.report import format_summary, write_report
 from llara.pipeline.results import load_index, load_results
-from llara.pipeline.standing import relation, standing_sentences
+from llara.pipeline.standing import relation, standing_sentence, standing_sentences
 
 ROWS = 300
 #: variant -> (kind, {seed: share of rows whose target is ranked first}); None: a variant without seeds
@@ -109,6 +110,19 @@ def test_each_llm_variant_gets_one_sentence_against_random_and_the_best_sr_backb
 def test_relation_to_a_level_needs_the_interval_to_exclude_it():
     assert relation(0.2, 0.4, 0.05) == "above" and relation(0.0, 0.03, 0.05) == "below"
     assert relation(0.01, 0.2, 0.05) == "not distinguishable from"
+
+
+def test_a_sentence_flags_an_interval_and_an_exact_test_that_disagree():
+    def sentence(ci_high: float, p_value: float) -> str:
+        row = SimpleNamespace(label="llara", protocol="rank", metrics={"hr@1": {"mean": 0.41, "ci_low": 0.38, "ci_high": 0.45}})
+        best = SimpleNamespace(label="caser", metrics={"hr@1": {"mean": 0.44}})
+        comparison = Comparison("llara", "caser", "rank", -0.027, -0.054, ci_high, p_value, 207, 226, 943)
+        return standing_sentence(row, 0.05, best, comparison)
+
+    assert "not distinguishable from the best SR backbone" in sentence(0.001, 0.015)
+    assert "disagree: a borderline difference" in sentence(0.001, 0.015)
+    assert "disagree" not in sentence(0.001, 0.4) and "disagree" not in sentence(-0.002, 0.015)
+    assert "below the best SR backbone" in sentence(-0.002, 0.015)
 
 
 def test_the_hit_ratio_plot_marks_the_random_pick_levels_and_the_best_sr_backbone(seeded_run, monkeypatch):

@@ -3,7 +3,9 @@
 The report says it in one sentence per LLM variant and protocol. Against random: the variant's 95%
 interval of HR@1 lies above (or below) the random-pick level k/C, C being the rows' candidate count.
 Against the best SR backbone (the SR variant with the highest HR@1): the paired comparison on the shared
-rows (:func:`llara.pipeline.comparisons.compare`); its bootstrap interval excluding 0 decides.
+rows (:func:`llara.pipeline.comparisons.compare`); its bootstrap interval excluding 0 decides, and when
+the exact test (McNemar's, or the sign test over seeds) says otherwise at the 5% level the sentence says
+the two disagree, so the reader treats the difference as borderline.
 """
 
 from __future__ import annotations
@@ -58,7 +60,15 @@ def standing_sentence(
             f"(HR@1 {best.metrics[HIT]['mean']:.3f}): paired ΔHR@1 {comparison.delta:+.3f} "
             f"[{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}], p = {comparison.p_value:.3g}"
         )
+        if tests_disagree(comparison):
+            text += " (the interval and the exact test disagree: a borderline difference)"
     return text + "."
+
+
+def tests_disagree(comparison: Comparison, alpha: float = 0.05) -> bool:
+    """True when the bootstrap interval and the exact test reach different verdicts at level ``alpha``."""
+    interval_excludes_zero = comparison.ci_low > 0 or comparison.ci_high < 0
+    return interval_excludes_zero != (comparison.p_value < alpha)
 
 
 def standing_sentences(run_dir: Path, index: RunIndex, rows: Sequence[ResultRow]) -> list[str]:
