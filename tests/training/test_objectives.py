@@ -41,6 +41,25 @@ def naive_scores(model: LlaraModel, rows: list[dict]) -> tuple[torch.Tensor, tor
     return torch.tensor(np.stack(scores.total)), torch.tensor(np.stack(scores.mean))
 
 
+def scores_moved_by_nudging(model: LlaraModel, row: dict, items: list[int], nudged: int, score: str) -> list[bool]:
+    """Which of ``items``' packed ``score`` (``total`` / ``verdict``) changes when candidate ``nudged``'s SR
+    output row moves (the row is restored afterwards)."""
+    with torch.no_grad():
+        before = getattr(model(**pack_candidates(model, [row], [items])), score)[0]
+        original = model.sr.output.weight[items[nudged]].clone()
+        model.sr.output.weight[items[nudged]] += 5.0
+        after = getattr(model(**pack_candidates(model, [row], [items])), score)[0]
+        model.sr.output.weight[items[nudged]] = original
+    return ((before - after).abs() > 1e-5).tolist()
+
+
+def assert_serving_ranks_like(export: Path, scores: list[np.ndarray], row: dict, tiny_data) -> None:
+    """``llara recommend`` on ``export`` returns ``row``'s top 3 candidates in the order of ``scores``."""
+    ranked = Recommender.load(export, tiny_data.root).recommend([int(i) for i in row["history"]], list(row["candidates"]), k=3)
+    order = np.argsort(-scores, kind="stable")[:3]
+    assert [r.item_id for r in ranked] == [int(row["candidates"][j]) for j in order]
+
+
 @pytest.fixture
 def verdict_model(evidence_model, monkeypatch) -> LlaraModel:
     """``evidence_model`` ranking by verdicts (as training with ``train.listwise_score=verdict`` sets it)."""
@@ -80,14 +99,8 @@ def test_verdicts_rank_like_the_naive_scorer_and_change_only_their_own_candidate
     naive = score_candidates_naive(verdict_model, rows)
     for got, expected in zip(packed.ranking("verdict"), naive.verdict, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    row, items = rows[0], list(rows[0]["candidates"][:4])
-    with torch.no_grad():
-        before = verdict_model(**pack_candidates(verdict_model, [row], [items])).verdict[0]
-        original = verdict_model.sr.output.weight[items[1]].clone()
-        verdict_model.sr.output.weight[items[1]] += 5.0
-        after = verdict_model(**pack_candidates(verdict_model, [row], [items])).verdict[0]
-        verdict_model.sr.output.weight[items[1]] = original
-    assert ((before - after).abs() > 1e-5).tolist() == [False, True, False, False]
+    items = list(rows[0]["candidates"][:4])
+    assert scores_moved_by_nudging(verdict_model, rows[0], items, 1, "verdict") == [False, True, False, False]
 
 
 def test_verdict_training_sends_gradients_to_lora_and_the_answer_projector(verdict_model, rows) -> None:
@@ -107,9 +120,7 @@ def test_a_verdict_model_keeps_ranking_by_verdicts_after_save_load_and_in_servin
     got = score_candidates(loaded, rows).ranking("verdict")
     for e, g in zip(score_candidates(verdict_model, rows).verdict, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
-    ranked = Recommender.load(export, tiny_data.root).recommend([int(i) for i in rows[0]["history"]], list(rows[0]["candidates"]), k=3)
-    order = np.argsort(-got[0], kind="stable")[:3]
-    assert [r.item_id for r in ranked] == [int(rows[0]["candidates"][j]) for j in order]
+    assert_serving_ranks_like(export, got[0], rows[0], tiny_data)
 
 
 def test_sdpo_equals_the_softmax_dpo_formula_on_naive_scores(evidence_model, rows) -> None:
@@ -170,16 +181,8 @@ def test_packed_answers_do_not_see_each_other(evidence_model, rows) -> None:
 
 
 def test_answer_tokens_change_only_their_own_candidates_score(evidence_model, rows) -> None:
-    row = rows[0]
-    items = list(row["candidates"][:4])
-    with torch.no_grad():
-        before = evidence_model(**pack_candidates(evidence_model, [row], [items])).total[0]
-        original = evidence_model.sr.output.weight[items[2]].clone()
-        evidence_model.sr.output.weight[items[2]] += 5.0
-        after = evidence_model(**pack_candidates(evidence_model, [row], [items])).total[0]
-        evidence_model.sr.output.weight[items[2]] = original
-    changed = (before - after).abs() > 1e-5
-    assert changed.tolist() == [False, False, True, False]
+    items = list(rows[0]["candidates"][:4])
+    assert scores_moved_by_nudging(evidence_model, rows[0], items, 2, "total") == [False, False, True, False]
 
 
 def test_user_and_answer_tokens_survive_save_load_and_reach_serving(evidence_model, rows, tiny_data, tmp_path) -> None:
@@ -191,10 +194,7 @@ def test_user_and_answer_tokens_survive_save_load_and_reach_serving(evidence_mod
     got = score_candidates(loaded, rows).total
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
-    recommender = Recommender.load(export, tiny_data.root)
-    ranked = recommender.recommend([int(i) for i in rows[0]["history"]], list(rows[0]["candidates"]), k=3)
-    order = np.argsort(-got[0], kind="stable")[:3]
-    assert [r.item_id for r in ranked] == [int(rows[0]["candidates"][j]) for j in order]
+    assert_serving_ranks_like(export, got[0], rows[0], tiny_data)
 
 
 def test_answer_tokens_need_a_ranking_objective(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:

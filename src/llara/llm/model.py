@@ -25,6 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -291,10 +292,10 @@ class LlaraModel(nn.Module):
         token) or ``verdict`` (the log-odds of ``Yes`` over ``No`` read right after the answer)."""
         return str(self.info.get("rank_score", "total"))
 
-    @property
+    @cached_property
     def verdict_ids(self) -> tuple[int, int]:
         """The token ids whose logits a ``verdict`` score compares: the last token of each of
-        :data:`VERDICT_WORDS`."""
+        :data:`VERDICT_WORDS` (tokenised once per model)."""
         ids = tuple(self.tokenizer(word, add_special_tokens=False)["input_ids"][-1] for word in VERDICT_WORDS)
         if ids[0] == ids[1]:
             raise LlaraError(f"the tokenizer ends {' and '.join(map(repr, VERDICT_WORDS))} with the same token")

@@ -40,7 +40,7 @@ def pack_candidates(
     with_token = model.answer_token != "none"
     verdict = model.rank_score == "verdict"
     sequences = [_row_layout(model, prompt, b, items, with_token, verdict) for b, items in enumerate(candidates)]
-    return _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"))
+    return _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"), verdict)
 
 
 def real_token_count(packed: dict[str, torch.Tensor]) -> int:
@@ -71,7 +71,7 @@ def _row_layout(
     model: Any, prompt: dict[str, torch.Tensor], b: int, items: Sequence[int], with_token: bool, verdict: bool
 ) -> dict:
     """Token lists of one packed row: ids, behavior ids, segment, offset, the scored (position, target),
-    and (with ``verdict``) each answer's last position."""
+    and each answer's last position (where a ``verdict`` model reads its verdict)."""
     real = prompt["attention_mask"][b].bool()
     ids = prompt["input_ids"][b][real].tolist()
     behavior = prompt["behavior_ids"][b][real].tolist()
@@ -95,12 +95,15 @@ def _row_layout(
         segment += [c] * len(inputs)
         offset += [length + k for k in range(len(inputs))]
         scored += [(p, t, c) for p, t in zip(predictors, answer, strict=True)]
-    layout = {"ids": ids, "behavior": behavior, "segment": segment, "offset": offset, "scored": scored, "prompt": length}
-    return {**layout, "ends": ends} if verdict else layout
+    return {"ids": ids, "behavior": behavior, "segment": segment, "offset": offset, "scored": scored,
+            "prompt": length, "ends": ends}
 
 
-def _tensors(sequences: list[dict], pad_id: int, history: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Right-pad the packed rows into tensors and build the block attention mask."""
+def _tensors(
+    sequences: list[dict], pad_id: int, history: torch.Tensor | None, verdict: bool
+) -> dict[str, torch.Tensor]:
+    """Right-pad the packed rows into tensors and build the block attention mask (and, with ``verdict``,
+    ``verdict_positions``)."""
     batch = len(sequences)
     width = max(len(s["ids"]) for s in sequences)
     scored = max(len(s["scored"]) for s in sequences)
@@ -124,7 +127,7 @@ def _tensors(sequences: list[dict], pad_id: int, history: torch.Tensor | None) -
             out["score_positions"][b, : len(positions)] = torch.tensor(positions)
             out["score_targets"][b, : len(targets)] = torch.tensor(targets)
             out["score_segments"][b, : len(segments)] = torch.tensor(segments)
-    if "ends" in sequences[0]:
+    if verdict:
         out["verdict_positions"] = torch.zeros((batch, max(len(s["ends"]) for s in sequences)), dtype=torch.long)
         for b, s in enumerate(sequences):
             out["verdict_positions"][b, : len(s["ends"])] = torch.tensor(s["ends"], dtype=torch.long)
