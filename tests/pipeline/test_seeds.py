@@ -116,7 +116,7 @@ def test_a_sentence_flags_an_interval_and_an_exact_test_that_disagree():
     def sentence(ci_high: float, p_value: float) -> str:
         row = SimpleNamespace(label="llara", protocol="rank", metrics={"hr@1": {"mean": 0.41, "ci_low": 0.38, "ci_high": 0.45}})
         best = SimpleNamespace(label="caser", metrics={"hr@1": {"mean": 0.44}})
-        comparison = Comparison("llara", "caser", "rank", -0.027, -0.054, ci_high, p_value, 207, 226, 943)
+        comparison = Comparison("llara", "caser", "rank", "rank", -0.027, -0.054, ci_high, p_value, 207, 226, 943)
         return standing_sentence(row, 0.05, best, comparison)
 
     assert "not distinguishable from the best SR backbone" in sentence(0.001, 0.015)

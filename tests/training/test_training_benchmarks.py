@@ -28,6 +28,8 @@ def test_a_training_cost_benchmark_times_every_arm(script, tiny_data, tiny_llama
         result = run_benchmark(script, *common, "--arms", arms)
         assert list(result["arms"]) == arms.split(",")
         assert result["arms"]["sft-hybrid"]["cost_vs_sft_hybrid"] == 1.0
+        without_sft = run_benchmark(script, *common, "--arms", "verdict-behavior-interaction")
+        assert "cost_vs_sft_hybrid" not in without_sft["arms"]["verdict-behavior-interaction"]
     else:
         result = run_benchmark(script, *common, "--experts", "2")
         assert list(result["arms"]) == ["lora", "moe-lora"] and "moe_slowdown" in result

@@ -343,6 +343,11 @@ def constrained_answer(model: Any, candidates: Sequence[int], tokens: Sequence[i
     }
 
 
+def prediction_column(protocol: str) -> str:
+    """The predictions-table column that holds a protocol's outcome: ``rank`` or the predicted candidate."""
+    return "rank" if protocol == "rank" else GENERATION_PREDICTIONS[protocol][0][1]
+
+
 def protocol_metrics(frame: pd.DataFrame, protocol: str) -> dict[str, np.ndarray]:
     """Per-row metric arrays of one protocol from the predictions frame."""
     if protocol == "rank":

@@ -26,15 +26,19 @@ from llara.pipeline.results import ResultRow, RunIndex, VariantEntry, variant_gr
 from llara.pipeline.seeds import mean_over_seeds
 
 HIT = "hr@1"
+#: the one protocol every variant has: SR backbones only rank
+SR_PROTOCOL = "rank"
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """HR@1 of ``variant`` minus HR@1 of ``reference`` under ``protocol``, on the same ``n`` rows."""
+    """HR@1 of ``variant`` under ``protocol`` minus HR@1 of ``reference`` under ``reference_protocol``, on the
+    same ``n`` rows."""
 
     variant: str
     reference: str
     protocol: str
+    reference_protocol: str
     delta: float
     ci_low: float
     ci_high: float
@@ -68,17 +72,25 @@ def compare(
         return None
     shared = base.index.intersection(hits.index)
     result = paired_comparison(np.asarray(hits[shared]), np.asarray(base[shared]))
-    return Comparison(variant[0].name, reference[0].name, protocol, **result)
+    return Comparison(variant[0].name, reference[0].name, protocol, reference_protocol, **result)
 
 
-def compare_with_reference(run_dir: Path, index: RunIndex, reference: str, protocol: str = "rank") -> list[Comparison]:
-    """Every other variant against ``reference`` under ``protocol`` (variants lacking it are skipped)."""
+def compare_with_reference(
+    run_dir: Path, index: RunIndex, reference: str, protocol: str = SR_PROTOCOL
+) -> list[Comparison]:
+    """Every other variant under ``protocol`` against ``reference`` under the same protocol, or under
+    ranking when the reference lacks it (an SR backbone only ranks); variants lacking ``protocol`` are
+    skipped."""
     groups = variant_groups(index)
     if reference not in groups:
         return []
+    has_protocol = row_hits(run_dir, groups[reference], protocol) is not None
+    reference_protocol = protocol if has_protocol else SR_PROTOCOL
     out = []
     for name, entries in groups.items():
-        if name != reference and (result := compare(run_dir, entries, protocol, groups[reference])) is not None:
+        if name == reference:
+            continue
+        if (result := compare(run_dir, entries, protocol, groups[reference], reference_protocol)) is not None:
             out.append(result)
     return out
 
@@ -88,7 +100,8 @@ def comparison_table(comparisons: list[Comparison]) -> str:
     if not comparisons:
         return ""
     lines = [
-        f"| variant | ΔHR@1 vs {comparisons[0].reference} ({comparisons[0].protocol}) | paired 95% CI | "
+        f"| variant ({comparisons[0].protocol}) | ΔHR@1 vs {comparisons[0].reference} "
+        f"({comparisons[0].reference_protocol}) | paired 95% CI | "
         "exact p (McNemar; sign test over seeds) | rows only it gets right / only the reference does |",
         "|---|---|---|---|---|",
     ]

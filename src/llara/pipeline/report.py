@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 
 from llara.paths import atomic_file
-from llara.evaluation.evaluate import PROTOCOLS
+from llara.evaluation.evaluate import EVALUATION_PROTOCOLS
 from llara.pipeline.catalog_report import catalog_section
 from llara.pipeline.comparisons import candidate_counts, compare_with_reference, comparison_table
 from llara.pipeline.plots import HR_METRICS, plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
@@ -119,7 +119,7 @@ def _draw_plots(
 def _paired_section(run_dir: Path, index: RunIndex) -> list[str]:
     """Every variant against the run's reference variant on the same rows, per protocol."""
     reference = index.reference or (index.variants[0].name if index.variants else None)
-    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in PROTOCOLS]
+    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in EVALUATION_PROTOCOLS]
     tables = [table for table in tables if table]
     if reference is None or not tables:
         return []

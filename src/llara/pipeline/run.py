@@ -35,6 +35,7 @@ from llara.pipeline.environment import environment_info
 from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint, with_constrained
 from llara.paths import atomic_file, check_replaceable
 from llara.llm.prompts import uses_behavior_tokens
+from llara.pipeline.comparisons import SR_PROTOCOL
 from llara.pipeline.report import write_report
 from llara.pipeline.results import (
     ENVIRONMENT,
@@ -48,8 +49,6 @@ from llara.pipeline.results import (
 from llara.pipeline.stages import Builder, StageResult, StageStore, path_fingerprint, stage_key
 from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
-#: SR baselines score every candidate: the ranking protocol (ValidRatio 1 by construction)
-SR_PROTOCOL = "rank"
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
 PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint"})
 #: eval-section fields only the catalog-wide evaluation reads (they do not key the frozen evaluation)

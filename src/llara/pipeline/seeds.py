@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llara.errors import LlaraError
-from llara.evaluation.evaluate import PREDICTIONS_FILE, protocol_metrics
+from llara.evaluation.evaluate import PREDICTIONS_FILE, prediction_column, protocol_metrics
 from llara.metrics import summarize
 
 
@@ -29,8 +29,7 @@ def per_row_metrics(run_dir: Path, metrics_path: str, protocol: str) -> pd.DataF
     if not path.is_file():
         return None
     frame = pd.read_parquet(path)
-    needed = "rank" if protocol == "rank" else "pred"
-    if needed not in frame.columns:
+    if prediction_column(protocol) not in frame.columns:
         return None
     every_row = {name: v for name, v in protocol_metrics(frame, protocol).items() if len(v) == len(frame)}
     return pd.DataFrame(every_row, index=pd.Index(frame["row"], name="row"))

@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from llara.metrics import random_hit_ratio
-from llara.pipeline.comparisons import HIT, Comparison, candidate_counts, compare
+from llara.pipeline.comparisons import HIT, SR_PROTOCOL, Comparison, candidate_counts, compare
 from llara.pipeline.results import ResultRow, RunIndex, Summary, variant_groups
-
-#: the protocol SR backbones are scored with (they rank every candidate)
-SR_PROTOCOL = "rank"
 
 
 def best_sr(rows: Sequence[ResultRow]) -> ResultRow | None:
