@@ -25,6 +25,7 @@ Protocol = Literal["generate", "rank"]
 SplitBy = Literal["users", "leave-one-out"]
 Objective = Literal["sft", "listwise", "sdpo", "dpo"]
 AnswerToken = Literal["none", "item", "interaction"]
+AnswerTokenAt = Literal["start", "end"]
 Adapter = Literal["lora", "moe-lora"]
 CandidateSet = Literal["frozen", "retrieved"]
 Blend = Literal["llm", "sr", "weighted"]
@@ -145,6 +146,18 @@ class ModelConfig(StrictModel):
         description="ranking only: start each candidate's answer with a behavioral token carrying the "
         "candidate's SR item vector (item) or its elementwise product with the SR history state (interaction)",
     )
+    answer_token_at: AnswerTokenAt = Field(
+        "start",
+        description="where the answer token sits in a candidate's answer: start (before the title, so every "
+        "title token is scored after the evidence) or end (after the title, at the position the verdict is "
+        "read from; needs train.listwise_score=verdict)",
+    )
+
+    @model_validator(mode="after")
+    def _answer_token_at_needs_a_token(self) -> ModelConfig:
+        if self.answer_token_at == "end" and self.answer_token == "none":
+            raise ValueError("model.answer_token_at=end places the answer token: set model.answer_token (item, interaction)")
+        return self
 
     @model_validator(mode="after")
     def _rank_splits_across_experts(self) -> ModelConfig:

@@ -60,10 +60,12 @@ def assert_serving_ranks_like(export: Path, scores: list[np.ndarray], row: dict,
     assert [r.item_id for r in ranked] == [int(row["candidates"][j]) for j in order]
 
 
-@pytest.fixture
-def verdict_model(evidence_model, monkeypatch) -> LlaraModel:
-    """``evidence_model`` ranking by verdicts (as training with ``train.listwise_score=verdict`` sets it)."""
+@pytest.fixture(params=["start", "end"])
+def verdict_model(evidence_model, monkeypatch, request) -> LlaraModel:
+    """``evidence_model`` ranking by verdicts (as training with ``train.listwise_score=verdict`` sets it),
+    its answer tokens before or after the titles (``model.answer_token_at``)."""
     monkeypatch.setitem(evidence_model.info, "rank_score", "verdict")
+    monkeypatch.setitem(evidence_model.info, "answer_token_at", request.param)
     return evidence_model
 
 
@@ -116,7 +118,7 @@ def test_verdict_training_sends_gradients_to_lora_and_the_answer_projector(verdi
 def test_a_verdict_model_keeps_ranking_by_verdicts_after_save_load_and_in_serving(verdict_model, rows, tiny_data, tmp_path) -> None:
     export = verdict_model.save(tmp_path / "export")
     loaded = LlaraModel.load(export)
-    assert loaded.rank_score == "verdict"
+    assert loaded.rank_score == "verdict" and loaded.answer_token_at == verdict_model.answer_token_at
     got = score_candidates(loaded, rows).ranking("verdict")
     for e, g in zip(score_candidates(verdict_model, rows).verdict, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
@@ -207,6 +209,12 @@ def test_answer_tokens_need_a_ranking_objective(tiny_data, tiny_llama, sr_checkp
                                 "model.answer_token=item", "train.objective=sft"])
     with pytest.raises(LlaraError, match="ranking objective"):
         train(config, progress=False)
+    after_title = config.model_copy(update={"model": config.model.model_copy(update={"answer_token_at": "end"}),
+                                            "train": config.train.model_copy(update={"objective": "listwise"})})
+    with pytest.raises(LlaraError, match="listwise_score=verdict"):
+        train(after_title, progress=False)
+    with pytest.raises(ValueError, match="set model.answer_token"):
+        ModelConfig(answer_token_at="end")
 
 
 @pytest.mark.parametrize("backbone", ["gru4rec", "caser"])

@@ -23,8 +23,7 @@ import torch
 from llara.errors import LlaraError
 from llara.evaluation.inference import Row, device_of, prefill, run_llm
 from llara.llm.device import takes_block_mask, to_device
-from llara.llm.packing import answer_ids, pack_candidates
-from llara.llm.prompts import ANSWER_TOKEN
+from llara.llm.packing import answer_ids, evidence_tokens, pack_candidates
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,8 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """Reference scorer: prompt + answer run as one unpadded sequence per candidate (no cache, no batch).
 
     C forward passes over the whole prompt per row: the baseline the packed scorer is checked and timed
-    against. With answer tokens, each answer is preceded by its own answer placeholder; a verdict is the
-    ``Yes`` minus ``No`` logit after the answer's last token.
+    against. With answer tokens, each answer is preceded (or, ``answer_token_at == "end"``, followed) by its
+    own answer placeholder; a verdict is the ``Yes`` minus ``No`` logit at the sequence's last token.
     """
     device = device_of(model)
     total: list[np.ndarray] = []
@@ -140,14 +139,16 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
         batch = model.encode_prompts([row], padding_side="left")
         history = batch.get("history")
         sums, means, verdicts = [], [], []
+        lead, tail = evidence_tokens(model)
         for item, answer in zip(row["candidates"], answer_ids(model, row["candidates"]), strict=True):
-            lead = [model.token_ids[ANSWER_TOKEN]] if model.answer_token != "none" else []
-            ids = torch.cat([batch["input_ids"], torch.tensor([lead + answer])], dim=1)
-            behavior = torch.cat([batch["behavior_ids"], torch.tensor([[int(item)] * len(lead) + [-1] * len(answer)])], 1)
+            ids = torch.cat([batch["input_ids"], torch.tensor([lead + answer + tail])], dim=1)
+            marks = [int(item)] * len(lead) + [-1] * len(answer) + [int(item)] * len(tail)
+            behavior = torch.cat([batch["behavior_ids"], torch.tensor([marks])], 1)
             embeds = model.input_embeddings(ids.to(device), behavior.to(device), history)
             with model.gated(history):
                 logits = model.llm(inputs_embeds=embeds, use_cache=False).logits[0].float()
-            predicted = logits[ids.shape[1] - len(answer) - 1 : -1]
+            first = batch["input_ids"].shape[1] + len(lead)  # the answer's first token
+            predicted = logits[first - 1 : first - 1 + len(answer)]
             logp = torch.log_softmax(predicted, dim=-1).gather(-1, torch.tensor(answer, device=device)[:, None]).sum()
             sums.append(float(logp))
             means.append(float(logp) / len(answer))

@@ -197,6 +197,7 @@ class LlaraModel(nn.Module):
             "lora": _lora_info(model_config) if lora else None,
             "user_token": model_config.user_token,
             "answer_token": model_config.answer_token,
+            "answer_token_at": model_config.answer_token_at,
         }
         model = cls(
             llm, tokenizer, embeddings, data.titles, mode, domain, info,
@@ -291,6 +292,12 @@ class LlaraModel(nn.Module):
         """The candidate score this model ranks by: ``total`` (summed answer log-likelihood), ``mean`` (per
         token) or ``verdict`` (the log-odds of ``Yes`` over ``No`` read right after the answer)."""
         return str(self.info.get("rank_score", "total"))
+
+    @property
+    def answer_token_at(self) -> str:
+        """Where an answer token sits in a candidate's packed answer: ``start`` (before the title) or ``end``
+        (after it, where the verdict is read)."""
+        return str(self.info.get("answer_token_at", "start"))
 
     @cached_property
     def verdict_ids(self) -> tuple[int, int]:

@@ -11,7 +11,9 @@ and its first token is predicted by the prompt's last position. With answer toke
 (``model.answer_token``), a segment starts with the :data:`~llara.llm.prompts.ANSWER_TOKEN` placeholder,
 which carries the candidate's SR evidence and predicts the answer's first token. With verdict scoring
 (``model.rank_score == "verdict"``), a segment also holds its answer's last token, whose position reads
-the verdict (``verdict_positions``): the model's log-odds of ``Yes`` over ``No`` for that candidate.
+the verdict (``verdict_positions``): the model's log-odds of ``Yes`` over ``No`` for that candidate. A
+verdict model may instead close each segment with the answer token (``model.answer_token_at == "end"``):
+the title is then scored as without answer tokens, and the verdict is read at the evidence itself.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ def answer_ids(model: Any, items: Sequence[int]) -> list[list[int]]:
     return answers
 
 
+def evidence_tokens(model: Any) -> tuple[list[int], list[int]]:
+    """The answer token's id before and after a candidate's answer: ``([id], [])`` when it opens the answer
+    (``model.answer_token_at == "start"``), ``([], [id])`` when it closes it (``end``), both empty without
+    answer tokens."""
+    if model.answer_token == "none":
+        return [], []
+    token = [model.token_ids[prompts.ANSWER_TOKEN]]
+    return (token, []) if model.answer_token_at == "start" else ([], token)
+
+
 def _row_layout(
     model: Any, prompt: dict[str, torch.Tensor], b: int, items: Sequence[int], with_token: bool, verdict: bool
 ) -> dict:
@@ -79,19 +91,16 @@ def _row_layout(
     segment, offset = [-1] * length, list(range(length))
     scored: list[tuple[int, int, int]] = []  # (predicting position, target token, candidate index)
     ends: list[int] = []
-    answer_token = model.token_ids[prompts.ANSWER_TOKEN]
+    lead, tail = evidence_tokens(model) if with_token else ([], [])
     for c, (item, answer) in enumerate(zip(items, answer_ids(model, items), strict=True)):
         start = len(ids)
         read = answer if verdict else answer[:-1]  # the last token is read only to give a verdict after it
-        if with_token:
-            inputs = [answer_token] + read
-            predictors = [start + k for k in range(len(answer))]
-        else:
-            inputs = read
-            predictors = [length - 1] + [start + k for k in range(len(answer) - 1)]
+        inputs = lead + read + tail
+        first = start + len(lead) - 1 if lead else length - 1  # the position predicting the answer's first token
+        predictors = [first] + [start + len(lead) + k for k in range(len(answer) - 1)]
         ends.append(start + len(inputs) - 1)
         ids += inputs
-        behavior += [int(item) if with_token else -1] + [-1] * (len(inputs) - 1) if inputs else []
+        behavior += [int(item)] * len(lead) + [-1] * len(read) + [int(item)] * len(tail)
         segment += [c] * len(inputs)
         offset += [length + k for k in range(len(inputs))]
         scored += [(p, t, c) for p, t in zip(predictors, answer, strict=True)]

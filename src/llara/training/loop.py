@@ -457,11 +457,17 @@ def training_attention(config: ExperimentConfig, device: torch.device) -> str:
 
 
 def _objective(config: ExperimentConfig) -> Any:
-    """The configured objective; answer tokens only exist in the packed layout of ranking objectives."""
+    """The configured objective; answer tokens only exist in the packed layout of ranking objectives, and
+    only a verdict reads one placed after the title."""
     if config.model.answer_token != "none" and config.train.objective not in RANKING_OBJECTIVES:
         raise LlaraError(
             f"model.answer_token={config.model.answer_token} needs a ranking objective "
             f"(train.objective one of {', '.join(RANKING_OBJECTIVES)}), not {config.train.objective}"
+        )
+    if config.model.answer_token_at == "end" and rank_score(config.train) != "verdict":
+        raise LlaraError(
+            "model.answer_token_at=end puts the evidence where the verdict is read, and nothing else scores it: "
+            "it needs train.objective=listwise with train.listwise_score=verdict"
         )
     return get_objective(config.train.objective)
 
