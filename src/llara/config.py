@@ -92,6 +92,13 @@ class SRConfig(StrictModel):
     patience: int = Field(5, ge=1, description="early stopping: epochs without a better validation HR@1")
     seed: int = Field(0, description="seed of the initial weights, the sample order and the sampled negatives")
     num_threads: int = Field(1, ge=1, description="CPU threads while training; these tiny models run fastest on 1")
+    holdout_users: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the training users (drawn with seed) whose rows the backbone does not train on, "
+        "left for an LLM trained with train.sr_unseen_rows (cross-fitting); 0: train on every user",
+    )
 
 
 class ModelConfig(StrictModel):
@@ -191,6 +198,11 @@ class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, description="optimizer steps of the run; null: epochs x steps per epoch")
     max_train_rows: int | None = Field(
         None, description="train on a seeded subset of this many training rows; null: all of them"
+    )
+    sr_unseen_rows: bool = Field(
+        False,
+        description="train only on rows of the training users the SR checkpoint left out (sr.holdout_users), "
+        "where its evidence is as reliable as on new users (cross-fitting)",
     )
     batch_size: int = Field(
         128,

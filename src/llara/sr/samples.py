@@ -26,10 +26,16 @@ class SplitTensors:
         return len(self.target)
 
 
-def split_tensors(data: PreparedData, split: str, max_len: int, with_candidates: bool = True) -> SplitTensors:
-    """Tensors of ``split``; clear errors for empty splits, empty histories and out-of-range ids."""
+def split_tensors(
+    data: PreparedData, split: str, max_len: int, with_candidates: bool = True, keep: np.ndarray | None = None
+) -> SplitTensors:
+    """Tensors of ``split`` (only the rows where the boolean mask ``keep`` is True, when given); clear errors
+    for empty splits, empty histories and out-of-range ids."""
     frame = data.split(split)
     where = f"{data.root / (split + '.parquet')}"
+    if keep is not None:
+        frame = frame[keep].reset_index(drop=True)
+        where += " (rows kept for the backbone)"
     if len(frame) == 0:
         raise LlaraError(f"{where} has no rows")
     histories = [np.asarray(h, dtype=np.int64) for h in frame["history"]]

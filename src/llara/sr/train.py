@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from llara.config import SRConfig
 from llara.data.dataset import PreparedData
+from llara.data.holdout import held_out_rows
 from llara.errors import LlaraError
 from llara.paths import atomic_file
 from llara.sr.base import SequentialRecommender
@@ -56,7 +57,9 @@ def train_sr(
     if resume and not state_path.exists() and (out_dir / WEIGHTS).exists():
         return _finished(out_dir, config)
     data = PreparedData.load(data_dir)
-    train = split_tensors(data, "train", config.max_len, with_candidates=False)
+    train_users = data.split("train")["user"]
+    kept = ~held_out_rows(train_users, config.holdout_users, config.seed)
+    train = split_tensors(data, "train", config.max_len, with_candidates=False, keep=kept)
     val = split_tensors(data, "val", config.max_len)
     # fork_rng: seeding and restoring RNG states here leaves the caller's global RNG untouched.
     with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
@@ -66,7 +69,8 @@ def train_sr(
         fit.run(train, val, progress)
     fit.model.load_state_dict(fit.state["best_weights"])
     save_sr(
-        fit.model, out_dir, force=force, data_content_hash=data.manifest.get("content_hash"), training=fit.summary()
+        fit.model, out_dir, force=force, data_content_hash=data.manifest.get("content_hash"),
+        training={**fit.summary(), "train_rows": len(train)},
     )
     return out_dir
 

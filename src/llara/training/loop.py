@@ -31,6 +31,7 @@ import torch
 from llara.training import checkpointing
 from llara.training.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
 from llara.config import ExperimentConfig, TrainConfig, dump_config
+from llara.data.holdout import held_out_rows
 from llara.training.objectives import (
     RANKING_OBJECTIVES,
     REFERENCE_OBJECTIVES,
@@ -143,7 +144,7 @@ class _Run:
         set_seed(self.tc.seed)
         self.data = PreparedData.load(self.tc.data_dir)
         self._check_trained_on_data(allow_data_mismatch)
-        self.rows = _training_rows(self.data.split("train"), self.tc.max_train_rows, self.tc.seed)
+        self.rows = _training_rows(self._candidate_rows(), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
         attention = training_attention(config, self.accelerator.device)
         self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint, attention=attention)
@@ -174,6 +175,11 @@ class _Run:
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ setup
+
+    def _candidate_rows(self) -> pd.DataFrame:
+        """The training split, or with ``train.sr_unseen_rows`` the rows of the users the SR backbone left out."""
+        frame = self.data.split("train")
+        return sr_unseen_rows(frame, self.tc.sr_checkpoint) if self.tc.sr_unseen_rows else frame
 
     def _check_trained_on_data(self, allow_mismatch: bool) -> None:
         """Refuse an SR checkpoint or ``init_from`` export fitted on other prepared data than ``data_dir``."""
@@ -515,6 +521,23 @@ def _distributed_cpu() -> bool:
     """
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return launched and not torch.cuda.is_available()
+
+
+def sr_unseen_rows(frame: pd.DataFrame, sr_checkpoint: str | Path | None) -> pd.DataFrame:
+    """The training rows of the users ``sr_checkpoint`` left out of its training (``sr.holdout_users``),
+    with a clear error for a checkpoint that left out nobody."""
+    from llara.sr.checkpoint import read_sr_config
+
+    if sr_checkpoint is None:
+        raise LlaraError("train.sr_unseen_rows needs train.sr_checkpoint: the backbone whose held-out users to train on")
+    fitted = read_sr_config(sr_checkpoint).get("training", {}).get("config", {})
+    share = float(fitted.get("holdout_users", 0.0))
+    if share == 0:
+        raise LlaraError(
+            f"train.sr_unseen_rows: the SR checkpoint {sr_checkpoint} trained on every training user; "
+            "train it with sr.holdout_users > 0"
+        )
+    return frame[held_out_rows(frame["user"], share, int(fitted.get("seed", 0)))].reset_index(drop=True)
 
 
 def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
