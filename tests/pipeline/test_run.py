@@ -161,6 +161,9 @@ def test_sr_stage_names_are_short_unless_a_model_has_several_configs():
     caser = sorted(name for name in names.values() if name.startswith("sr-caser-"))
     assert len(names) == 3 and "sr-sasrec" in names.values()
     assert len(caser) == 2 and caser[0] != caser[1]
+    # a backbone that holds users out for cross-fitting never renames the plain one
+    crossfit = sr_stage_names([SRConfig(), SRConfig(holdout_users=0.5), SRConfig(holdout_users=0.5, seed=1)])
+    assert sorted(crossfit.values()) == ["sr-sasrec", "sr-sasrec-holdout0.5-seed0", "sr-sasrec-holdout0.5-seed1"]
 
 
 # --- the whole pipeline, end to end, with a tiny random Llama and planted-pattern data ---

@@ -141,22 +141,29 @@ def sr_json(config: SRConfig) -> str:
 
 
 def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
-    """Stage name per distinct SR config: ``sr-<model>``; when a model has several, ``sr-<model>-seed<s>`` if
-    they differ only in the seed, else ``sr-<model>-<hash>``."""
+    """Stage name per distinct SR config: ``sr-<model>`` (``sr-<model>-holdout<share>`` for a backbone that
+    holds users out); when one such base has several configs, ``<base>-seed<s>`` if they differ only in the
+    seed, else ``<base>-<hash>``."""
     distinct = {sr_json(c): c for c in configs}
-    per_model: dict[str, list[SRConfig]] = {}
+    per_base: dict[str, list[SRConfig]] = {}
     for c in distinct.values():
-        per_model.setdefault(c.model, []).append(c)
+        per_base.setdefault(_sr_base_name(c), []).append(c)
     names = {}
     for key, c in distinct.items():
-        siblings = per_model[c.model]
+        base = _sr_base_name(c)
+        siblings = per_base[base]
         if len(siblings) == 1:
-            names[key] = f"sr-{c.model}"
+            names[key] = base
         elif len({sr_json(s.model_copy(update={"seed": 0})) for s in siblings}) == 1:
-            names[key] = f"sr-{c.model}-seed{c.seed}"
+            names[key] = f"{base}-seed{c.seed}"
         else:
-            names[key] = f"sr-{c.model}-{stage_key(json.loads(key))[:8]}"
+            names[key] = f"{base}-{stage_key(json.loads(key))[:8]}"
     return names
+
+
+def _sr_base_name(config: SRConfig) -> str:
+    holdout = f"-holdout{config.holdout_users:g}" if config.holdout_users else ""
+    return f"sr-{config.model}{holdout}"
 
 
 def seed_suffix(seed: int | None) -> str:
