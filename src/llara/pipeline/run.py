@@ -46,7 +46,7 @@ from llara.pipeline.results import (
     VariantEntry,
     write_index,
 )
-from llara.pipeline.stages import Builder, StageResult, StageStore, path_fingerprint, stage_key
+from llara.pipeline.stages import Builder, StageResult, StageStore, config_spec, path_fingerprint, stage_key
 from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
@@ -137,7 +137,7 @@ def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
 
 def sr_json(config: SRConfig) -> str:
     """Canonical JSON of an SR config (equal configs share one stage)."""
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return json.dumps(config_spec(config), sort_keys=True)
 
 
 def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
@@ -224,7 +224,7 @@ class _Pipeline:
         """Prepare the samples once for all variants."""
         from llara.data.prepare import prepare_dataset
 
-        spec = {"stage": "data", "data": config.data.model_dump(mode="json"),
+        spec = {"stage": "data", "data": config_spec(config.data),
                 "files": path_fingerprint(config.data.path)}
 
         def build(out: Path, resume: bool) -> None:
@@ -238,7 +238,7 @@ class _Pipeline:
 
         key = sr_json(config)
         if key not in self.sr_done:
-            spec = {"stage": "sr", "sr": config.model_dump(mode="json"), "data": data.output_id}
+            spec = {"stage": "sr", "sr": config_spec(config), "data": data.output_id}
 
             def build(out: Path, resume: bool) -> None:
                 train_sr(config, data.output, out, resume=resume, progress=self.progress)
@@ -296,7 +296,7 @@ class _Pipeline:
     ) -> StageResult:
         """Evaluate ``target`` (``evaluate_checkpoint`` arguments) on the frozen split; ``identity`` keys it."""
         spec = {"stage": "eval", "data": data.output_id, "protocols": target["protocols"],
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols", "constrained", *CATALOG_FIELDS}),
+                "eval": config_spec(config.eval, {"protocols", "constrained", *CATALOG_FIELDS}),
                 **identity}
 
         def build(out: Path, resume: bool) -> None:
@@ -312,7 +312,7 @@ class _Pipeline:
         from llara.evaluation.catalog import evaluate_catalog_checkpoint
 
         spec = {"stage": "catalog", "data": data.output_id,
-                "eval": config.eval.model_dump(mode="json", exclude={"protocols", "candidates"}), **identity}
+                "eval": config_spec(config.eval, {"protocols", "candidates"}), **identity}
 
         def build(out: Path, resume: bool) -> None:
             evaluate_catalog_checkpoint(checkpoint, data.output, config.eval, out)
@@ -332,10 +332,8 @@ class _Pipeline:
 
         spec = {
             "stage": "train",
-            "model": config.model.model_dump(mode="json"),
-            "train": config.train.model_dump(
-                mode="json", exclude=non_model_fields(config.train.keep_best) | PLACED_TRAIN_FIELDS
-            ),
+            "model": config_spec(config.model),
+            "train": config_spec(config.train, non_model_fields(config.train.keep_best) | PLACED_TRAIN_FIELDS),
             "base_model_files": path_fingerprint(config.model.base_model),
             "data": data.output_id,
             "sr": sr.output_id if sr else None,

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
 from rich.console import Console
 
 from llara.errors import LlaraError
 from llara.paths import atomic_file
 
-STAGE_FORMAT = 1
+#: the layout of stage specs; bump it when a config default changes (specs leave defaults out)
+STAGE_FORMAT = 2
 Action = Literal["ran", "resumed", "reused"]
 Builder = Callable[[Path, bool], None]
 
@@ -46,6 +48,13 @@ class StageResult:
     output_id: str
     action: Action
     seconds: float
+
+
+def config_spec(config: BaseModel, exclude: Collection[str] = ()) -> dict[str, Any]:
+    """A config section as it enters a stage spec: only the fields set away from their defaults (less
+    ``exclude``). A release that adds an option with a default thus leaves every finished stage reusable;
+    one that changes an existing default must bump :data:`STAGE_FORMAT` (a test pins the defaults)."""
+    return config.model_dump(mode="json", exclude=set(exclude), exclude_defaults=True)
 
 
 def stage_key(spec: Mapping[str, Any]) -> str:
