@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import run_cli
 from rich.console import Console
 
@@ -242,6 +243,35 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
     assert "| zero-shot | generate-constrained |" in text
     # the reference lacks constrained generation: the paired table falls back to its ranking
     assert "| variant (generate-constrained) | ΔHR@1 vs llara (rank) |" in text
+
+
+CROSS_FIT_RUN = """
+name: crossfit
+data: {{source: synthetic, options: {{num_users: 40, num_items: 30, seq_len: 8}}}}
+sr: {{max_epochs: 1, batch_size: 64}}
+model: {{base_model: {llm}, lora_r: 4, prompt_mode: behavior, answer_token: interaction}}
+train: {{max_train_rows: 4, batch_size: 4, micro_batch_size: 4, epochs: 1, schedule: direct, objective: listwise,
+         listwise_score: verdict}}
+eval: {{batch_size: 4, protocols: [rank]}}
+variants:
+  - {{name: sasrec, kind: sr}}
+  - {{name: crossfit, kind: llara, sr: {{holdout_users: 0.5}}, train: {{sr_unseen_rows: true}}}}
+reference: sasrec
+"""
+
+
+@pytest.mark.slow
+def test_a_cross_fitted_variant_trains_on_the_users_its_own_backbone_left_out(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    path = tmp_path / "run.yaml"
+    path.write_text(CROSS_FIT_RUN.format(llm=tiny_llm))
+    run_dir = tmp_path / "run"
+    result = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=Console(quiet=True), progress=False)
+    assert {"sr-sasrec", "sr-sasrec-holdout0.5", "train-crossfit"} <= {r.name for r in result.stages}
+    placed = yaml.safe_load((run_dir / "stages/train-crossfit/config.yaml").read_text())["train"]
+    assert placed["sr_unseen_rows"] and placed["sr_checkpoint"].endswith("stages/sr-sasrec-holdout0.5")
+    assert [r.variant for r in result.rows] == ["sasrec", "crossfit"]
 
 
 def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys):
