@@ -21,7 +21,8 @@ def held_out_rows(users: pd.Series, share: float, seed: int) -> np.ndarray:
     with ``seed``. ``share`` 0 holds out nobody; a share that would hold out nobody or everybody is an error."""
     if share == 0:
         return np.zeros(len(users), dtype=bool)
-    distinct = np.unique(users.astype(str).to_numpy())
+    users = users.astype(str)
+    distinct = np.unique(users.to_numpy())
     count = round(share * len(distinct))
     if not 0 < count < len(distinct):
         raise LlaraError(
@@ -29,4 +30,4 @@ def held_out_rows(users: pd.Series, share: float, seed: int) -> np.ndarray:
             "choose a share that leaves some users on each side"
         )
     chosen = np.random.default_rng([seed, 29]).permutation(len(distinct))[:count]
-    return users.astype(str).isin(set(distinct[chosen])).to_numpy()
+    return users.isin(set(distinct[chosen])).to_numpy()

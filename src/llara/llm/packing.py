@@ -39,9 +39,9 @@ def pack_candidates(
     verdict scoring, ``verdict_positions`` ``[B, C]`` (each answer's last position; 0 on padding).
     """
     prompt = model.encode_prompts(rows, mode=mode, padding_side="left")
-    with_token = model.answer_token != "none"
+    evidence = evidence_tokens(model)
     verdict = model.rank_score == "verdict"
-    sequences = [_row_layout(model, prompt, b, items, with_token, verdict) for b, items in enumerate(candidates)]
+    sequences = [_row_layout(model, prompt, b, items, evidence, verdict) for b, items in enumerate(candidates)]
     return _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"), verdict)
 
 
@@ -80,10 +80,16 @@ def evidence_tokens(model: Any) -> tuple[list[int], list[int]]:
 
 
 def _row_layout(
-    model: Any, prompt: dict[str, torch.Tensor], b: int, items: Sequence[int], with_token: bool, verdict: bool
+    model: Any,
+    prompt: dict[str, torch.Tensor],
+    b: int,
+    items: Sequence[int],
+    evidence: tuple[list[int], list[int]],
+    verdict: bool,
 ) -> dict:
     """Token lists of one packed row: ids, behavior ids, segment, offset, the scored (position, target),
-    and each answer's last position (where a ``verdict`` model reads its verdict)."""
+    and each answer's last position (where a ``verdict`` model reads its verdict). ``evidence``: the
+    answer-token ids before and after each answer (:func:`evidence_tokens`)."""
     real = prompt["attention_mask"][b].bool()
     ids = prompt["input_ids"][b][real].tolist()
     behavior = prompt["behavior_ids"][b][real].tolist()
@@ -91,7 +97,7 @@ def _row_layout(
     segment, offset = [-1] * length, list(range(length))
     scored: list[tuple[int, int, int]] = []  # (predicting position, target token, candidate index)
     ends: list[int] = []
-    lead, tail = evidence_tokens(model) if with_token else ([], [])
+    lead, tail = evidence
     for c, (item, answer) in enumerate(zip(items, answer_ids(model, items), strict=True)):
         start = len(ids)
         read = answer if verdict else answer[:-1]  # the last token is read only to give a verdict after it
