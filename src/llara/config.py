@@ -66,6 +66,13 @@ class DataConfig(StrictModel):
         (0.8, 0.1, 0.1),
         description="train, validation and test shares of the users (they sum to 1; split_by: users only)",
     )
+    val_windows: int = Field(
+        1,
+        ge=1,
+        description="validation rows per validation user: 1 (the paper's: their last item) or k > 1 (also the "
+        "k - 1 windows before it, appended after the last-item rows, for a larger, less noisy validation set; "
+        "split_by: users only)",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="the reader's keyword options, e.g. {titles: items.csv, user_col: uid} for tabular",

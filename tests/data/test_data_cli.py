@@ -33,6 +33,16 @@ def test_stats_show_which_protocol_a_folder_uses(tmp_path, capsys):
     assert "split_by: Input should be 'users' or 'leave-one-out'" in capsys.readouterr().err
 
 
+def test_prepare_with_more_validation_windows(tmp_path, capsys):
+    out = tmp_path / "more"
+    assert run_cli(["data", "prepare", "synthetic", "--out", str(out), "-O", "num_users=30", "--val-windows", "3"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"val windows\s*│\s*3\s", text)
+    assert re.search(r"│ val\s*│ 9\s", text)  # 3 validation users x 3 windows
+    assert run_cli(["data", "prepare", "synthetic", "--out", str(tmp_path / "x"), "--val-windows", "0"]) == 1
+    assert "val_windows" in capsys.readouterr().err
+
+
 def test_prepare_from_config_file(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("data:\n  source: synthetic\n  num_candidates: 5\n  options: {num_items: 12, seq_len: 6}\n")

@@ -244,3 +244,45 @@ def test_the_manifest_records_the_protocol(tmp_path, ml_raw_folder):
 def test_the_authors_split_cannot_be_redone_as_leave_one_out(tmp_path):
     with pytest.raises(LlaraError, match="keeps the authors' user split"):
         prepare_dataset(DataConfig(source="llara", path=str(tmp_path), split_by="leave-one-out"), tmp_path / "p")
+
+
+# --- more validation rows (data.val_windows) ---
+
+
+def test_val_windows_append_each_validation_users_earlier_windows_and_keep_the_last_item_rows():
+    data = _varied_log()
+    one = build_samples(data, ProtocolParams(min_history=3, num_candidates=10, split=(0.4, 0.3, 0.3)))
+    three = build_samples(data, ProtocolParams(min_history=3, num_candidates=10, split=(0.4, 0.3, 0.3), val_windows=3))
+    for name in ("train", "test"):
+        pd.testing.assert_frame_equal(one.splits[name], three.splits[name])
+    last, val = one.splits["val"], three.splits["val"]
+    pd.testing.assert_frame_equal(val.head(len(last)), last)  # same rows, same frozen candidates
+    sequences = _sequences(three, data)
+    earlier = val.iloc[len(last):]
+    assert len(earlier) > 0 and set(earlier["user"]) <= set(last["user"])
+    interacted = _interacted(data)
+    dense_raw = dict(enumerate(three.items["raw_id"]))
+    for user in set(last["user"]):
+        seq, mine = sequences[user], earlier[earlier["user"] == user]
+        expected = [k for k in (len(seq) - 3, len(seq) - 2) if k >= 3]  # the two windows before the last
+        assert [seq.index(t) for t in mine["target"]] == expected
+        for history, candidates, target in zip(mine["history"], mine["candidates"], mine["target"]):
+            k = seq.index(target)
+            assert list(history) == seq[:k][-10:]
+            assert list(candidates).count(target) == 1 and len(set(candidates)) == 10
+            assert not {int(dense_raw[c]) for c in candidates if c != target} & interacted[user]
+    assert three.counts["val_rows"] == len(val) and three.counts["val_users"] == one.counts["val_users"]
+
+
+def test_val_windows_need_the_user_split(tmp_path):
+    with pytest.raises(LlaraError, match="val_windows=2 needs split_by=users"):
+        build_samples(_varied_log(), ProtocolParams(split_by="leave-one-out", val_windows=2))
+    with pytest.raises(LlaraError, match="keeps the authors' validation rows"):
+        prepare_dataset(DataConfig(source="llara", path=str(tmp_path), val_windows=2), tmp_path / "p")
+
+
+def test_the_manifest_records_val_windows_only_when_set(tmp_path):
+    config = DataConfig(source="synthetic", options={"pattern": "random"})
+    assert "val_windows" not in prepare_dataset(config, tmp_path / "one").manifest["protocol"]
+    more = prepare_dataset(config.model_copy(update={"val_windows": 4}), tmp_path / "four")
+    assert more.manifest["protocol"]["val_windows"] == 4

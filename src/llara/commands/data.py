@@ -53,6 +53,9 @@ def prepare(
     split_by: str = typer.Option(
         None, "--split-by", help="users (default, the paper's user split) or leave-one-out (last item per user)."
     ),
+    val_windows: int = typer.Option(
+        None, "--val-windows", help="Validation rows per validation user: their last k windows (default: 1)."
+    ),
     option: list[str] = typer.Option(None, "--option", "-O", help="Reader option key=value (repeatable)."),
     config: Path = typer.Option(None, "--config", help="YAML file whose `data` section gives the defaults."),
     force: bool = FORCE_OUT,
@@ -70,6 +73,7 @@ def prepare(
         "num_candidates": num_candidates,
         "split": _split_ratios(split) if split else None,
         "split_by": split_by,
+        "val_windows": val_windows,
     }
     data_config = _data_config(config, values, option or [])
     out = out or data_home() / "prepared" / data_config.source

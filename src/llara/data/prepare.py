@@ -25,6 +25,7 @@ def protocol_params(config: DataConfig) -> ProtocolParams:
         num_candidates=config.num_candidates,
         split=tuple(config.split),
         split_by=config.split_by,
+        val_windows=config.val_windows,
     )
 
 
@@ -38,6 +39,10 @@ def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) ->
     params.check()
     check_replaceable(out, is_prepared_folder, "prepared data folder", force)  # before the (slow) reading
     if config.source == AUTHORS_SOURCE:
+        if config.val_windows > 1:
+            raise LlaraError(
+                f"source {AUTHORS_SOURCE!r} keeps the authors' validation rows; val_windows needs a raw interaction log"
+            )
         if config.split_by != "users":
             raise LlaraError(
                 f"source {AUTHORS_SOURCE!r} keeps the authors' user split; split_by {config.split_by!r} needs a raw "
@@ -61,6 +66,7 @@ def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) ->
             "num_candidates": config.num_candidates,
             "split_by": config.split_by,
             **({"split": list(config.split)} if config.split_by == "users" else {}),
+            **({"val_windows": config.val_windows} if config.val_windows > 1 else {}),
         },
         "counts": samples.counts,
     }

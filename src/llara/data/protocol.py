@@ -6,7 +6,9 @@
   keeps its first occurrence, so a target is never in its own history.
 * ``split_by="users"`` (the paper's): users are shuffled with the seed and split by the ratios
   (validation and test sizes rounded, train takes the rest). Train rows: every prefix of a train user's
-  sequence; val/test rows: the user's last item.
+  sequence; val/test rows: the user's last item. With ``val_windows`` k > 1, each validation user also
+  gives its k - 1 windows before the last, appended after the last-item rows with their own candidate
+  stream, so the last-item rows (and their candidates) are those of k = 1.
 * ``split_by="leave-one-out"``: every user with at least ``min_history + 2`` interactions gives one test
   row (their last item), one validation row (the item before it) and training rows whose targets come
   before both, so no training row contains either target; other users give no rows.
@@ -32,7 +34,7 @@ from llara.data.dataset import SPLITS
 from llara.data.interactions import Interactions
 from llara.errors import LlaraError
 
-SPLIT_STREAMS = {"split": 0, "train": 1, "val": 2, "test": 3}
+SPLIT_STREAMS = {"split": 0, "train": 1, "val": 2, "test": 3, "val-earlier": 4}
 SPLIT_BY: tuple[str, ...] = get_args(SplitBy)
 
 
@@ -46,6 +48,7 @@ class ProtocolParams:
     num_candidates: int = 20
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_by: SplitBy = "users"
+    val_windows: int = 1
 
     def check(self) -> None:
         """Raise a LlaraError for values the protocol cannot honour."""
@@ -60,6 +63,13 @@ class ProtocolParams:
             raise LlaraError(f"split must be three non-negative ratios summing to 1, got {list(self.split)}")
         if self.split_by not in SPLIT_BY:
             raise LlaraError(f"split_by must be one of {', '.join(SPLIT_BY)}, got {self.split_by!r}")
+        if self.val_windows < 1:
+            raise LlaraError(f"val_windows must be at least 1, got {self.val_windows}")
+        if self.val_windows > 1 and self.split_by != "users":
+            raise LlaraError(
+                f"val_windows={self.val_windows} needs split_by=users: with {self.split_by} a validation user's "
+                "earlier windows are training rows"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ class Samples:
 
 
 def rng_for(seed: int, stream: str) -> np.random.Generator:
-    """An independent random stream per purpose (``split``, ``train``, ``val``, ``test``)."""
+    """An independent random stream per purpose (``split``, ``train``, ``val``, ``test``, ``val-earlier``)."""
     return np.random.default_rng([seed, SPLIT_STREAMS[stream]])
 
 
@@ -122,6 +132,12 @@ def build_samples(data: Interactions, params: ProtocolParams) -> Samples:
         )
         for name in SPLITS
     }
+    if "val-earlier" in targets:
+        earlier = sample_frame(
+            _rows(user_seq, item_seq, positions, targets["val-earlier"], params),
+            users, seen, len(raw_items), params, rng_for(params.seed, "val-earlier"),
+        )
+        splits["val"] = pd.concat([splits["val"], earlier], ignore_index=True)
     counts = {
         "users": int(len(users)),
         "items": int(len(raw_items)),
@@ -161,6 +177,9 @@ def _user_split_targets(
     long_enough = positions.position >= params.min_history
     is_last = positions.remaining == 0
     targets = {"train": train & long_enough, "val": val & long_enough & is_last, "test": test & long_enough & is_last}
+    if params.val_windows > 1:
+        earlier = (positions.remaining >= 1) & (positions.remaining < params.val_windows)
+        targets["val-earlier"] = val & long_enough & earlier
     return targets, {name: int((assignment == index).sum()) for index, name in enumerate(SPLITS)}
 
 
