@@ -67,12 +67,20 @@ def compare(
     """``variant`` under ``protocol`` against ``reference`` under ``reference_protocol`` (default: the same)
     on their shared rows; None when either lacks its protocol."""
     reference_protocol = reference_protocol or protocol
-    hits, base = row_hits(run_dir, variant, protocol), row_hits(run_dir, reference, reference_protocol)
-    if hits is None or base is None:
+    base = row_hits(run_dir, reference, reference_protocol)
+    return None if base is None else _paired(run_dir, variant, protocol, base, reference[0].name, reference_protocol)
+
+
+def _paired(
+    run_dir: Path, variant: list[VariantEntry], protocol: str, base: pd.Series, reference: str, reference_protocol: str
+) -> Comparison | None:
+    """``variant`` under ``protocol`` against the reference's per-row hits ``base``, on their shared rows."""
+    hits = row_hits(run_dir, variant, protocol)
+    if hits is None:
         return None
     shared = base.index.intersection(hits.index)
     result = paired_comparison(np.asarray(hits[shared]), np.asarray(base[shared]))
-    return Comparison(variant[0].name, reference[0].name, protocol, reference_protocol, **result)
+    return Comparison(variant[0].name, reference, protocol, reference_protocol, **result)
 
 
 def compare_with_reference(
@@ -80,17 +88,22 @@ def compare_with_reference(
 ) -> list[Comparison]:
     """Every other variant under ``protocol`` against ``reference`` under the same protocol, or under
     ranking when the reference lacks it (an SR backbone only ranks); variants lacking ``protocol`` are
-    skipped."""
+    skipped. The reference's predictions are read once."""
     groups = variant_groups(index)
     if reference not in groups:
         return []
-    has_protocol = row_hits(run_dir, groups[reference], protocol) is not None
-    reference_protocol = protocol if has_protocol else SR_PROTOCOL
+    reference_protocol = protocol
+    base = row_hits(run_dir, groups[reference], protocol)
+    if base is None:
+        reference_protocol = SR_PROTOCOL
+        base = row_hits(run_dir, groups[reference], SR_PROTOCOL)
+    if base is None:
+        return []
     out = []
     for name, entries in groups.items():
         if name == reference:
             continue
-        if (result := compare(run_dir, entries, protocol, groups[reference], reference_protocol)) is not None:
+        if (result := _paired(run_dir, entries, protocol, base, reference, reference_protocol)) is not None:
             out.append(result)
     return out
 
