@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,20 @@ from llara.errors import LlaraError
 from llara.metrics import paired_comparison, wilson_interval
 
 
-def row_range(text: str) -> slice:
-    """``START:END`` (either side may be empty) as a slice of row numbers."""
+def row_range(text: str) -> range:
+    """``START:END`` (either side may be empty; END excluded) as a range of row numbers."""
     start, _, end = text.partition(":")
-    return slice(int(start) if start else None, int(end) if end else None)
+    return range(int(start) if start else 0, int(end) if end else sys.maxsize)
 
 
-def hits_at_1(path: Path, rows: slice) -> pd.Series:
-    """Per-row 0/1 hits at rank 1 of one predictions file, indexed by row number, within ``rows``."""
+def hits_at_1(path: Path, rows: range) -> pd.Series:
+    """Per-row 0/1 hits at rank 1 of one predictions file, indexed by row number, for the rows in ``rows``."""
     frame = pd.read_parquet(path, columns=["row", "rank"]).set_index("row").sort_index()
-    return (frame["rank"] == 0).astype(float).loc[rows]  # ranks are 0-based
+    inside = (frame.index >= rows.start) & (frame.index < rows.stop)
+    return (frame.loc[inside, "rank"] == 0).astype(float)  # ranks are 0-based
 
 
-def compare(files: dict[str, Path], rows: slice) -> dict[str, dict[str, Any]]:
+def compare(files: dict[str, Path], rows: range) -> dict[str, dict[str, Any]]:
     """Per model: rows, HR@1, its interval and (after the first) the paired comparison with the first."""
     hits = {label: hits_at_1(path, rows) for label, path in files.items()}
     reference_label, reference = next(iter(hits.items()))
@@ -70,7 +72,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("predictions", nargs="+", help="LABEL=PATH of a predictions.parquet; the first is the reference")
-    parser.add_argument("--rows", type=row_range, default=slice(None), help="START:END row numbers (default: all)")
+    parser.add_argument("--rows", type=row_range, default=row_range(":"), help="START:END row numbers (default: all)")
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
     files = {}

@@ -38,6 +38,9 @@ def test_the_comparison_pairs_rows_within_the_range(tmp_path, monkeypatch, capsy
     assert results["new"]["paired"] == pytest.approx(expected)
     assert results["new"]["paired"]["wins"] == 3 and results["new"]["paired"]["losses"] == 0
     assert "| new | 6 | 1.000" in capsys.readouterr().out
+    _run(monkeypatch, [f"ref={ref}", f"new={new}", "--rows", ":2", "--out", str(out)])  # the end is excluded
+    results = json.loads(out.read_text())
+    assert results["ref"]["rows"] == 2 and results["ref"]["hr@1"] == results["new"]["hr@1"] == 0.5
 
 
 def test_files_over_different_rows_are_refused(tmp_path, monkeypatch) -> None:
