@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llara.errors import LlaraError
-from llara.metrics import paired_comparison, wilson_interval
+from llara.metrics import paired_comparison, ranking_metrics, wilson_interval
 
 
 def row_range(text: str) -> range:
@@ -34,8 +33,8 @@ def row_range(text: str) -> range:
 def hits_at_1(path: Path, rows: range) -> pd.Series:
     """Per-row 0/1 hits at rank 1 of one predictions file, indexed by row number, for the rows in ``rows``."""
     frame = pd.read_parquet(path, columns=["row", "rank"]).set_index("row").sort_index()
-    inside = (frame.index >= rows.start) & (frame.index < rows.stop)
-    return (frame.loc[inside, "rank"] == 0).astype(float)  # ranks are 0-based
+    inside = frame.loc[(frame.index >= rows.start) & (frame.index < rows.stop), "rank"]
+    return pd.Series(ranking_metrics(inside.to_numpy(), ks=(1,))["hr@1"], index=inside.index)
 
 
 def compare(files: dict[str, Path], rows: range) -> dict[str, dict[str, Any]]:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from llara.metrics import paired_comparison, wilson_interval
+from llara.metrics import paired_comparison, ranking_metrics, wilson_interval
 from llara.paths import read_jsonl
 
 
@@ -62,7 +62,7 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
 def summarize_variant(folder: Path) -> dict[str, Any]:
     """Validation hits per row, the learning curve and the training throughput of one variant."""
     frame = pd.read_parquet(folder / "val" / "predictions.parquet").sort_values("row")
-    hits = (frame["rank"] == 0).to_numpy(dtype=float)  # ranks are 0-based
+    hits = ranking_metrics(frame["rank"].to_numpy(), ks=(1,))["hr@1"]
     log = read_jsonl(folder / "train" / "metrics.jsonl")
     steps = [line for line in log if "tokens" in line]
     seconds = max((line.get("elapsed_s", 0.0) for line in steps), default=0.0)

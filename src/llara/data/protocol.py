@@ -125,19 +125,15 @@ def build_samples(data: Interactions, params: ProtocolParams) -> Samples:
         targets, split_users = _user_split_targets(positions, user_seq, len(users), params)
     else:
         targets, split_users = _leave_one_out_targets(positions, user_seq, params)
-    splits = {
-        name: sample_frame(
-            _rows(user_seq, item_seq, positions, targets[name], params),
-            users, seen, len(raw_items), params, rng_for(params.seed, name),
-        )
-        for name in SPLITS
-    }
+
+    def frame(stream: str) -> pd.DataFrame:
+        """The samples whose targets ``targets[stream]`` marks, candidates drawn from that stream."""
+        rows = _rows(user_seq, item_seq, positions, targets[stream], params)
+        return sample_frame(rows, users, seen, len(raw_items), params, rng_for(params.seed, stream))
+
+    splits = {name: frame(name) for name in SPLITS}
     if "val-earlier" in targets:
-        earlier = sample_frame(
-            _rows(user_seq, item_seq, positions, targets["val-earlier"], params),
-            users, seen, len(raw_items), params, rng_for(params.seed, "val-earlier"),
-        )
-        splits["val"] = pd.concat([splits["val"], earlier], ignore_index=True)
+        splits["val"] = pd.concat([splits["val"], frame("val-earlier")], ignore_index=True)
     counts = {
         "users": int(len(users)),
         "items": int(len(raw_items)),
