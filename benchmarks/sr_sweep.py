@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,9 @@ import numpy as np
 from llara.config import SRConfig, parse_overrides
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
-from llara.metrics import paired_comparison
+from llara.metrics import paired_comparison, ranking_metrics
 from llara.sr.evaluate import rank_split
-from llara.sr.train import train_sr
+from llara.sr.seeds import train_seeds
 
 
 def variant_config(spec: str, common: list[str]) -> tuple[str, SRConfig]:
@@ -42,14 +41,12 @@ def variant_config(spec: str, common: list[str]) -> tuple[str, SRConfig]:
 
 def seed_hits(config: SRConfig, seeds: int, data: Path, scored: PreparedData, out: Path) -> tuple[np.ndarray, float]:
     """Per-row hit at rank 1 on ``scored``'s validation rows, averaged over ``seeds`` seeds; mean seconds."""
-    hits, seconds = [], []
-    for seed in range(config.seed, config.seed + seeds):
-        started = time.perf_counter()
-        checkpoint = train_sr(config.model_copy(update={"seed": seed}), data, out / f"seed-{seed}", progress=False)
-        seconds.append(time.perf_counter() - started)
-        _, ranks = rank_split(checkpoint, scored, "val", allow_data_mismatch=True)
-        hits.append(ranks == 0)
-    return np.mean(hits, axis=0), float(np.mean(seconds))
+    runs = train_seeds(config, data, out, seeds, split="val", progress=False)["runs"]
+    hits = [
+        ranking_metrics(rank_split(run["checkpoint"], scored, "val", allow_data_mismatch=True)[1], ks=(1,))["hr@1"]
+        for run in runs
+    ]
+    return np.mean(hits, axis=0), float(np.mean([run["train_seconds"] for run in runs]))
 
 
 def sweep(specs: list[str], common: list[str], seeds: int, data: Path, score_data: Path, out: Path) -> dict[str, Any]:
@@ -59,18 +56,19 @@ def sweep(specs: list[str], common: list[str], seeds: int, data: Path, score_dat
         raise LlaraError("two variants share a name")
     scored = PreparedData.load(score_data)
     seen = len(PreparedData.load(data).split("val")) if score_data.resolve() != data.resolve() else 0
-    results, reference = {}, None
-    for name, config in configs.items():
-        hits, seconds = seed_hits(config, seeds, data, scored, out / name)
-        reference = hits if reference is None else reference
-        results[name] = {
-            "overrides": config.model_dump(exclude_defaults=True, mode="json"),
+    scores = {name: seed_hits(config, seeds, data, scored, out / name) for name, config in configs.items()}
+    reference = next(iter(scores.values()))[0]
+    results = {
+        name: {
+            "overrides": configs[name].model_dump(exclude_defaults=True, mode="json"),
             "hr@1": float(hits.mean()),
             "hr@1_unseen_rows": float(hits[seen:].mean()) if seen else None,
             "rows": int(hits.size),
             "seconds_per_seed": seconds,
             "paired": paired_comparison(hits, reference),
         }
+        for name, (hits, seconds) in scores.items()
+    }
     return {"seeds": seeds, "data": str(data), "score_data": str(score_data), "rows_seen_by_early_stopping": seen,
             "variants": results}
 
