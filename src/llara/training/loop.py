@@ -31,7 +31,7 @@ import torch
 from llara.training import checkpointing
 from llara.training.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
 from llara.config import ExperimentConfig, TrainConfig, dump_config
-from llara.data.holdout import held_out_rows
+from llara.data.holdout import held_out_rows, last_rows
 from llara.training.objectives import (
     RANKING_OBJECTIVES,
     REFERENCE_OBJECTIVES,
@@ -177,9 +177,14 @@ class _Run:
     # ------------------------------------------------------------------ setup
 
     def _candidate_rows(self) -> pd.DataFrame:
-        """The training split, or with ``train.sr_unseen_rows`` the rows of the users the SR backbone left out."""
+        """The training split; with ``train.sr_unseen_rows`` only the rows the SR backbone left out, with
+        ``train.last_rows`` only each user's last rows."""
         frame = self.data.split("train")
-        return sr_unseen_rows(frame, self.tc.sr_checkpoint) if self.tc.sr_unseen_rows else frame
+        if self.tc.sr_unseen_rows:
+            frame = sr_unseen_rows(frame, self.tc.sr_checkpoint)
+        if self.tc.last_rows:
+            frame = frame[last_rows(frame["user"], self.tc.last_rows)].reset_index(drop=True)
+        return frame
 
     def _check_trained_on_data(self, allow_mismatch: bool) -> None:
         """Refuse an SR checkpoint or ``init_from`` export fitted on other prepared data than ``data_dir``."""
@@ -524,20 +529,21 @@ def _distributed_cpu() -> bool:
 
 
 def sr_unseen_rows(frame: pd.DataFrame, sr_checkpoint: str | Path | None) -> pd.DataFrame:
-    """The training rows of the users ``sr_checkpoint`` left out of its training (``sr.holdout_users``),
-    with a clear error for a checkpoint that left out nobody."""
+    """The training rows ``sr_checkpoint`` left out of its training (``sr.holdout_users``,
+    ``sr.holdout_last``), with a clear error for a checkpoint that left out nothing."""
     from llara.sr.checkpoint import read_sr_config
 
     if sr_checkpoint is None:
-        raise LlaraError("train.sr_unseen_rows needs train.sr_checkpoint: the backbone whose held-out users to train on")
+        raise LlaraError("train.sr_unseen_rows needs train.sr_checkpoint: the backbone whose held-out rows to train on")
     fitted = read_sr_config(sr_checkpoint).get("training", {}).get("config", {})
-    share = float(fitted.get("holdout_users", 0.0))
-    if share == 0:
+    share, last = float(fitted.get("holdout_users", 0.0)), int(fitted.get("holdout_last", 0))
+    if share == 0 and last == 0:
         raise LlaraError(
-            f"train.sr_unseen_rows: the SR checkpoint {sr_checkpoint} trained on every training user; "
-            "train it with sr.holdout_users > 0"
+            f"train.sr_unseen_rows: the SR checkpoint {sr_checkpoint} trained on every training row; "
+            "train it with sr.holdout_users > 0 or sr.holdout_last > 0"
         )
-    return frame[held_out_rows(frame["user"], share, int(fitted.get("seed", 0)))].reset_index(drop=True)
+    held = held_out_rows(frame["user"], share, int(fitted.get("seed", 0)), last)
+    return frame[held].reset_index(drop=True)
 
 
 def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
