@@ -106,13 +106,6 @@ class SRConfig(StrictModel):
         description="share of the training users (drawn with seed) whose rows the backbone does not train on, "
         "left for an LLM trained with train.sr_unseen_rows (cross-fitting); 0: train on every user",
     )
-    holdout_last: int = Field(
-        0,
-        ge=0,
-        description="rows at the end of every training user's sequence (their last k targets) the backbone does "
-        "not train on, left for an LLM trained with train.sr_unseen_rows (cross-fitting that keeps every user); "
-        "0: none",
-    )
 
 
 class ModelConfig(StrictModel):
@@ -215,8 +208,8 @@ class TrainConfig(StrictModel):
     )
     sr_unseen_rows: bool = Field(
         False,
-        description="train only on the training rows the SR checkpoint left out (sr.holdout_users, "
-        "sr.holdout_last), where its evidence is as reliable as on new users (cross-fitting)",
+        description="train only on rows of the training users the SR checkpoint left out (sr.holdout_users), "
+        "where its evidence is as reliable as on new users (cross-fitting)",
     )
     last_rows: int | None = Field(
         None,

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import describe, needs_sr, select_variants, sr_json, sr_stage_names
+from llara.pipeline.run import describe, needs_sr, select_variants, sr_stage_names
 from llara.pipeline.stages import StageStore, path_fingerprint, stage_key
 
 
@@ -165,7 +165,6 @@ def test_sr_stage_names_are_short_unless_a_model_has_several_configs():
     # a backbone that holds users out for cross-fitting never renames the plain one
     crossfit = sr_stage_names([SRConfig(), SRConfig(holdout_users=0.5), SRConfig(holdout_users=0.5, seed=1)])
     assert sorted(crossfit.values()) == ["sr-sasrec", "sr-sasrec-holdout0.5-seed0", "sr-sasrec-holdout0.5-seed1"]
-    assert sr_stage_names([SRConfig(), SRConfig(holdout_last=3)])[sr_json(SRConfig(holdout_last=3))] == "sr-sasrec-last3"
 
 
 # --- the whole pipeline, end to end, with a tiny random Llama and planted-pattern data ---

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from llara.config import SRConfig, load_config
-from llara.data.holdout import held_out_rows
+from llara.data.holdout import held_out_rows, last_rows
 from llara.errors import LlaraError
 from llara.training.loop import sr_unseen_rows, train
 
@@ -27,19 +27,10 @@ def test_held_out_rows_take_whole_users_by_share_and_seed() -> None:
         held_out_rows(users, 0.01, seed=0)
 
 
-def test_held_out_rows_take_each_users_last_rows() -> None:
+def test_last_rows_take_each_users_latest_rows() -> None:
     users = pd.Series(["a", "a", "a", "a", "b", "b", "c", "c", "c"])
-    mask = held_out_rows(users, 0.0, seed=0, last=2)
-    assert mask.tolist() == [False, False, True, True, True, True, False, True, True]
-    assert held_out_rows(users, 0.0, seed=0, last=5).all()
-    assert not held_out_rows(users, 0.0, seed=0, last=0).any()
-
-
-def test_held_out_rows_join_both_rules() -> None:
-    users = pd.Series([str(u) for u in range(20) for _ in range(4)])
-    by_user, by_end = held_out_rows(users, 0.25, seed=0), held_out_rows(users, 0.0, seed=0, last=1)
-    np.testing.assert_array_equal(held_out_rows(users, 0.25, seed=0, last=1), by_user | by_end)
-    assert by_end.sum() == 20 and (by_user & by_end).sum() == 5
+    assert last_rows(users, 2).tolist() == [False, False, True, True, True, True, False, True, True]
+    assert last_rows(users, 5).all()
 
 
 @pytest.fixture(scope="module")
@@ -63,27 +54,13 @@ def test_the_backbone_skips_the_held_out_users_and_the_llm_gets_exactly_them(tin
 def test_unseen_rows_need_a_backbone_that_held_users_out(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
     overrides = [f"model.base_model={tiny_llama}", f"train.data_dir={tiny_data.root}", f"train.out_dir={tmp_path}",
                  "train.sr_unseen_rows=true", "train.max_steps=1"]
-    with pytest.raises(LlaraError, match="sr.holdout_users > 0 or sr.holdout_last > 0"):
+    with pytest.raises(LlaraError, match="sr.holdout_users > 0"):
         train(load_config(None, [*overrides, f"train.sr_checkpoint={sr_checkpoint}"]), progress=False)
     with pytest.raises(LlaraError, match="needs train.sr_checkpoint"):
         train(load_config(None, overrides), progress=False)
 
 
-def test_a_backbone_that_holds_out_each_users_last_rows_leaves_exactly_them(tiny_data, tmp_path) -> None:
-    from llara.sr.train import train_sr
-
-    config = SRConfig(holdout_last=2, batch_size=32, max_epochs=1, patience=1)
-    checkpoint = train_sr(config, tiny_data.root, tmp_path / "last2", progress=False)
-    frame = tiny_data.split("train")
-    held = held_out_rows(frame["user"], 0.0, seed=0, last=2)
-    recorded = json.loads((checkpoint / "config.json").read_text())["training"]
-    assert recorded["train_rows"] == int((~held).sum())
-    unseen = sr_unseen_rows(frame, checkpoint)
-    assert set(unseen["user"]) == set(frame["user"]) and len(unseen) == 2 * frame["user"].nunique()
-    pd.testing.assert_frame_equal(unseen, frame[held].reset_index(drop=True))
-
-
-def test_last_rows_train_on_each_users_latest_rows(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+def test_the_llm_trains_on_each_users_last_rows(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
     from llara.training.loop import _Run
 
     overrides = [f"model.base_model={tiny_llama}", f"train.data_dir={tiny_data.root}", f"train.out_dir={tmp_path}",
@@ -91,4 +68,6 @@ def test_last_rows_train_on_each_users_latest_rows(tiny_data, tiny_llama, sr_che
                  "train.batch_size=4"]
     rows = _Run(load_config(None, overrides), resume=False, progress=False, force=False, allow_data_mismatch=False).rows
     frame = tiny_data.split("train")
-    pd.testing.assert_frame_equal(rows, frame[held_out_rows(frame["user"], 0.0, 0, last=2)].reset_index(drop=True))
+    expected = frame.groupby("user", sort=False).tail(2).reset_index(drop=True)
+    assert frame["user"].nunique() > 1 and len(rows) == 2 * frame["user"].nunique()
+    pd.testing.assert_frame_equal(rows, expected)

@@ -1,17 +1,18 @@
-"""Cross-fitting: training rows an SR backbone leaves out, so an LLM can learn from its evidence on them.
+"""Training rows an LLM learns the SR backbone's evidence on, chosen so that evidence is as reliable as on
+new users.
 
 An LLM trained on an SR backbone's evidence (behavioral tokens, answer tokens, user tokens) learns how
-far to trust that evidence. On the backbone's own training rows the evidence is better than it will ever
-be on new users: the backbone has fitted those very transitions. Two rules leave rows out of the
-backbone's training, and with ``train.sr_unseen_rows`` the LLM trains only on the rows left out, where
-the backbone has never fitted the target:
+far to trust that evidence. On most of the backbone's own training rows the evidence is better than it
+will ever be on new users: the backbone has fitted those very transitions, and fitted the early ones over
+many epochs. Two rules pick rows where it is not:
 
-* ``sr.holdout_users``: a seeded share of the training users, all their rows. The backbone loses those
-  users' data entirely.
-* ``sr.holdout_last``: the last ``k`` rows of every training user (a prepared folder lists each user's
-  rows in time order, so these are the user's ``k`` latest targets). The backbone keeps every user and
-  loses only ``k`` targets of each, so it stays close to the backbone trained on everything; the rows
-  left out are late in their sequences, like the validation and test rows.
+* Cross-fitting (``sr.holdout_users`` with ``train.sr_unseen_rows``): the backbone trains without a
+  seeded share of the training users, and the LLM trains only on those users' rows. The backbone loses
+  those users' data.
+* Each user's latest rows (``train.last_rows``): the LLM trains only on the last ``k`` rows of every
+  training user (a prepared folder lists each user's rows in time order). The backbone trains on
+  everything; on these rows its evidence is close to what it gives new users, and they sit at the end of
+  their sequences, like the validation and test rows.
 
 Both rules are pure functions of the rows, the settings and the seed, so the backbone and the LLM draw
 the same rows.
@@ -25,16 +26,9 @@ import pandas as pd
 from llara.errors import LlaraError
 
 
-def held_out_rows(users: pd.Series, share: float, seed: int, last: int = 0) -> np.ndarray:
-    """Boolean mask over rows (``users``: each row's user, a user's rows in time order): True where the
-    row's user is among the ``share`` of distinct users drawn with ``seed``, or the row is among its user's
-    ``last`` rows. ``share`` 0 and ``last`` 0 hold out nothing; a share that would hold out nobody or
-    everybody is an error."""
-    return _held_out_users(users, share, seed) | last_rows(users, last)
-
-
-def _held_out_users(users: pd.Series, share: float, seed: int) -> np.ndarray:
-    """True on every row of the ``share`` of distinct users drawn with ``seed``."""
+def held_out_rows(users: pd.Series, share: float, seed: int) -> np.ndarray:
+    """Boolean mask over rows: True where the row's user is among the ``share`` of distinct users drawn
+    with ``seed``. ``share`` 0 holds out nobody; a share that would hold out nobody or everybody is an error."""
     if share == 0:
         return np.zeros(len(users), dtype=bool)
     users = users.astype(str)
@@ -50,9 +44,8 @@ def _held_out_users(users: pd.Series, share: float, seed: int) -> np.ndarray:
 
 
 def last_rows(users: pd.Series, last: int) -> np.ndarray:
-    """True on each user's last ``last`` rows (all of them for a user with fewer; ``users``: each row's
-    user, a user's rows in time order); ``last`` 0: nowhere."""
-    if last == 0:
-        return np.zeros(len(users), dtype=bool)
-    from_end = users.astype(str).groupby(users.astype(str).to_numpy(), sort=False).cumcount(ascending=False)
+    """Boolean mask over rows (``users``: each row's user, a user's rows in time order): True on each
+    user's last ``last`` rows (all of them for a user with fewer)."""
+    keys = users.astype(str).to_numpy()
+    from_end = pd.Series(keys).groupby(keys, sort=False).cumcount(ascending=False)
     return (from_end < last).to_numpy()

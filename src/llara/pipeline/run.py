@@ -141,8 +141,8 @@ def sr_json(config: SRConfig) -> str:
 
 
 def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
-    """Stage name per distinct SR config: ``sr-<model>`` (with ``-holdout<share>`` / ``-last<k>`` for a
-    backbone that holds users / each user's last rows out); when one such base has several configs, ``<base>-seed<s>`` if they differ only in the
+    """Stage name per distinct SR config: ``sr-<model>`` (``sr-<model>-holdout<share>`` for a backbone that
+    holds users out); when one such base has several configs, ``<base>-seed<s>`` if they differ only in the
     seed, else ``<base>-<hash>``."""
     distinct = {sr_json(c): c for c in configs}
     per_base: dict[str, list[SRConfig]] = {}
@@ -163,8 +163,7 @@ def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
 
 def _sr_base_name(config: SRConfig) -> str:
     holdout = f"-holdout{config.holdout_users:g}" if config.holdout_users else ""
-    last = f"-last{config.holdout_last}" if config.holdout_last else ""
-    return f"sr-{config.model}{holdout}{last}"
+    return f"sr-{config.model}{holdout}"
 
 
 def seed_suffix(seed: int | None) -> str:

@@ -58,7 +58,7 @@ def train_sr(
         return _finished(out_dir, config)
     data = PreparedData.load(data_dir)
     train_users = data.split("train")["user"]
-    kept = ~held_out_rows(train_users, config.holdout_users, config.seed, config.holdout_last)
+    kept = ~held_out_rows(train_users, config.holdout_users, config.seed)
     train = split_tensors(data, "train", config.max_len, with_candidates=False, keep=kept)
     val = split_tensors(data, "val", config.max_len)
     # fork_rng: seeding and restoring RNG states here leaves the caller's global RNG untouched.
@@ -78,7 +78,7 @@ def train_sr(
 def _finished(out_dir: Path, config: SRConfig) -> Path:
     """A finished run in ``out_dir``, provided it was trained with ``config``."""
     trained = read_sr_config(out_dir).get("training", {}).get("config")
-    if trained is None or SRConfig.model_validate(trained) != config:
+    if trained != config.model_dump(mode="json"):
         raise LlaraError(f"{out_dir} holds a finished run with other settings; choose another --out to train anew")
     return out_dir
 

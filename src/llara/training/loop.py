@@ -177,8 +177,8 @@ class _Run:
     # ------------------------------------------------------------------ setup
 
     def _candidate_rows(self) -> pd.DataFrame:
-        """The training split; with ``train.sr_unseen_rows`` only the rows the SR backbone left out, with
-        ``train.last_rows`` only each user's last rows."""
+        """The training split; with ``train.sr_unseen_rows`` only the rows of the users the SR backbone left
+        out, with ``train.last_rows`` only each user's last rows."""
         frame = self.data.split("train")
         if self.tc.sr_unseen_rows:
             frame = sr_unseen_rows(frame, self.tc.sr_checkpoint)
@@ -529,21 +529,20 @@ def _distributed_cpu() -> bool:
 
 
 def sr_unseen_rows(frame: pd.DataFrame, sr_checkpoint: str | Path | None) -> pd.DataFrame:
-    """The training rows ``sr_checkpoint`` left out of its training (``sr.holdout_users``,
-    ``sr.holdout_last``), with a clear error for a checkpoint that left out nothing."""
+    """The training rows of the users ``sr_checkpoint`` left out of its training (``sr.holdout_users``),
+    with a clear error for a checkpoint that left out nobody."""
     from llara.sr.checkpoint import read_sr_config
 
     if sr_checkpoint is None:
-        raise LlaraError("train.sr_unseen_rows needs train.sr_checkpoint: the backbone whose held-out rows to train on")
+        raise LlaraError("train.sr_unseen_rows needs train.sr_checkpoint: the backbone whose held-out users to train on")
     fitted = read_sr_config(sr_checkpoint).get("training", {}).get("config", {})
-    share, last = float(fitted.get("holdout_users", 0.0)), int(fitted.get("holdout_last", 0))
-    if share == 0 and last == 0:
+    share = float(fitted.get("holdout_users", 0.0))
+    if share == 0:
         raise LlaraError(
-            f"train.sr_unseen_rows: the SR checkpoint {sr_checkpoint} trained on every training row; "
-            "train it with sr.holdout_users > 0 or sr.holdout_last > 0"
+            f"train.sr_unseen_rows: the SR checkpoint {sr_checkpoint} trained on every training user; "
+            "train it with sr.holdout_users > 0"
         )
-    held = held_out_rows(frame["user"], share, int(fitted.get("seed", 0)), last)
-    return frame[held].reset_index(drop=True)
+    return frame[held_out_rows(frame["user"], share, int(fitted.get("seed", 0)))].reset_index(drop=True)
 
 
 def _training_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
