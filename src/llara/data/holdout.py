@@ -14,8 +14,8 @@ many epochs. Two rules pick rows where it is not:
   everything; on these rows its evidence is close to what it gives new users, and they sit at the end of
   their sequences, like the validation and test rows.
 
-Both rules are pure functions of the rows, the settings and the seed, so the backbone and the LLM draw
-the same rows.
+Both rules are pure functions of the rows and the settings (and, for cross-fitting, the seed), so the
+backbone and the LLM agree on the held-out users.
 """
 
 from __future__ import annotations
