@@ -18,13 +18,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from llara.data.dataset import PreparedData
 from llara.data.holdout import held_out_rows, last_rows
 from llara.errors import LlaraError
 from llara.evaluation.blend import standardize
+from llara.metrics import ranking_metrics, target_ranks
+from llara.sr.base import SequentialRecommender
 from llara.sr.checkpoint import load_sr
+from llara.sr.evaluate import candidate_scores
 from llara.sr.samples import split_tensors
 
 
@@ -39,16 +41,16 @@ def rule_mask(users, rule: str) -> np.ndarray | None:
     raise LlaraError(f"unknown row rule {rule!r}: use all, last<k> or holdout<share>")
 
 
-@torch.no_grad()
-def reliability(checkpoint: Path, data: PreparedData, split: str, keep: np.ndarray | None) -> tuple[int, float, float]:
-    """Rows, HR@1 and the target's mean z-score of ``checkpoint`` on ``split`` (rows where ``keep``)."""
-    model = load_sr(checkpoint)
+def reliability(
+    model: SequentialRecommender, data: PreparedData, split: str, keep: np.ndarray | None
+) -> tuple[int, float, float]:
+    """Rows, HR@1 and the target's mean z-score of ``model`` on ``split`` (rows where ``keep``)."""
     tensors = split_tensors(data, split, model.max_len, keep=keep)
-    scores = model.logits(model.encode(tensors.history, tensors.lengths), tensors.candidates).numpy()
-    z = np.stack([standardize(row) for row in scores])
+    scores = candidate_scores(model, tensors)
     target = tensors.target_pos.numpy()
-    hits = z.argmax(axis=1) == target
-    return len(z), float(hits.mean()), float(z[np.arange(len(z)), target].mean())
+    hr1 = ranking_metrics(target_ranks(scores, target), ks=(1,))["hr@1"].mean()
+    z = np.stack([standardize(row) for row in scores])
+    return len(z), float(hr1), float(z[np.arange(len(z)), target].mean())
 
 
 def main() -> None:
@@ -66,10 +68,11 @@ def main() -> None:
         path, _, rules = rest.rpartition(":")
         if not label or not path:
             raise LlaraError(f"{spec!r}: expected LABEL=CHECKPOINT:RULE[,RULE...]")
+        model = load_sr(path)
         for rule in rules.split(","):
-            n, hr1, z = reliability(Path(path), data, "train", rule_mask(users, rule))
+            n, hr1, z = reliability(model, data, "train", rule_mask(users, rule))
             print(f"| {label} | training, {rule} | {n} | {hr1:.3f} | {z:.2f} |")
-        n, hr1, z = reliability(Path(path), val, "val", None)
+        n, hr1, z = reliability(model, val, "val", None)
         print(f"| {label} | validation | {n} | {hr1:.3f} | {z:.2f} |")
 
 

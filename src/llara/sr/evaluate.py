@@ -20,18 +20,22 @@ from llara.sr.samples import SplitTensors, split_tensors
 
 
 @torch.no_grad()
-def predict_ranks(model: SequentialRecommender, tensors: SplitTensors, batch_size: int = 1024) -> np.ndarray:
-    """0-based rank of each row's target among its candidates (pessimistic ties)."""
+def candidate_scores(model: SequentialRecommender, tensors: SplitTensors, batch_size: int = 1024) -> np.ndarray:
+    """The model's score of every candidate of every row, ``[N, candidates]``."""
     was_training = model.training
     model.eval()
-    ranks = []
+    scores = []
     for start in range(0, len(tensors), batch_size):
         rows = slice(start, start + batch_size)
         hidden = model.encode(tensors.history[rows], tensors.lengths[rows])
-        scores = model.logits(hidden, tensors.candidates[rows])
-        ranks.append(target_ranks(scores.numpy(), tensors.target_pos[rows].numpy()))
+        scores.append(model.logits(hidden, tensors.candidates[rows]).numpy())
     model.train(was_training)
-    return np.concatenate(ranks)
+    return np.concatenate(scores)
+
+
+def predict_ranks(model: SequentialRecommender, tensors: SplitTensors, batch_size: int = 1024) -> np.ndarray:
+    """0-based rank of each row's target among its candidates (pessimistic ties)."""
+    return target_ranks(candidate_scores(model, tensors, batch_size), tensors.target_pos.numpy())
 
 
 def hit_rate_at_1(model: SequentialRecommender, tensors: SplitTensors) -> float:
