@@ -194,6 +194,12 @@ class TrainConfig(StrictModel):
         description="the SR checkpoint whose item embeddings become behavioral tokens (needed by behavior and "
         "hybrid prompts); llara run sets it to its SR stage",
     )
+    evidence_checkpoints: list[str] = Field(
+        default_factory=list,
+        description="further SR checkpoints (fitted on the same data) whose history state and candidate output "
+        "rows user tokens, interaction answer tokens and MoE-LoRA gates carry beside train.sr_checkpoint's, "
+        "concatenated; llara run sets them from the variant's evidence_from",
+    )
     out_dir: str | None = Field(None, description="the training folder; null: runs/<name>")
     schedule: Schedule = Field(
         "curriculum",
@@ -539,6 +545,11 @@ class VariantConfig(StrictModel):
         description="llara variants: the earlier llara variant whose export this one's training starts from "
         "(train.init_from), e.g. an sft stage before a preference stage",
     )
+    evidence_from: list[str] = Field(
+        default_factory=list,
+        description="llara variants: sr variants of this run whose backbones add their evidence to the "
+        "variant's user or answer tokens (train.evidence_checkpoints), e.g. [gru4rec, caser]",
+    )
     seeds: list[int] = Field(
         default_factory=list,
         description="training seeds, each its own stages (train.seed of a llara variant, sr.seed of an sr "
@@ -596,6 +607,7 @@ class RunConfig(ExperimentConfig):
         for index, variant in enumerate(self.variants):
             _check_seeds(variant)
             _check_after(variant, self.variants[:index])
+            _check_evidence_from(variant, self.variants)
         return [(variant, variant.resolve(self)) for variant in self.variants]
 
     def reference_variant(self) -> str:
@@ -618,6 +630,19 @@ def _check_after(variant: VariantConfig, earlier: list[VariantConfig]) -> None:
         raise LlaraError(
             f"variant {variant.name!r}: seeds {variant.seeds} must equal the seeds {tuned[variant.after].seeds} of "
             f"{variant.after!r}, which it starts from (each seed from the same seed)"
+        )
+
+
+def _check_evidence_from(variant: VariantConfig, variants: list[VariantConfig]) -> None:
+    """``evidence_from`` names sr variants without seeds (one backbone each), on a llara variant only."""
+    if not variant.evidence_from:
+        return
+    backbones = {v.name for v in variants if v.kind == "sr" and not v.seeds}
+    unknown = [name for name in variant.evidence_from if name not in backbones]
+    if variant.kind != "llara" or unknown:
+        raise LlaraError(
+            f"variant {variant.name!r}: evidence_from={variant.evidence_from} must name sr variants without seeds, "
+            f"on a llara variant (sr variants: {', '.join(sorted(backbones)) or 'none'})"
         )
 
 

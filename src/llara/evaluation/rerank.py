@@ -39,8 +39,8 @@ class Reranked:
 def export_backbone(model: Any) -> SequentialRecommender | None:
     """The SR backbone of a LLaRA model: the one it carries, else its verified SR checkpoint (see the
     module docstring); None when it was trained without one or the named checkpoint is gone."""
-    if model.sr is not None:
-        return model.sr
+    if model.backbone is not None:
+        return model.backbone
     reference = model.info.get("sr_checkpoint")
     if reference is None or not model.item_embeddings.numel():
         return None

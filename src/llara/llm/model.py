@@ -15,6 +15,8 @@ An export folder (``save`` / ``load``) holds::
     user_projector.safetensors  the user-token projector (``user_token`` models)
     answer_projector.safetensors the answer-token projector (``answer_token`` models)
     sr/                         the frozen SR backbone (models whose tokens or gate need its history state)
+    evidence/<k>/               further frozen SR backbones whose evidence the tokens also carry
+                                (``train.evidence_checkpoints``; k = 1, 2, ...)
     item_embeddings.safetensors the frozen SR item embeddings the projector reads
     titles.json                 item titles by dense item id
 """
@@ -37,6 +39,7 @@ from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lor
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.paths import atomic_dir
+from llara.sr.stack import BackboneStack
 
 EXPORT_FORMAT = "llara-export-1"
 CONFIG_FILE = "llara.json"
@@ -52,6 +55,7 @@ PROJECTOR_FILES = {
     "answer_projector": "answer_projector.safetensors",
 }
 SR_DIR = "sr"
+EVIDENCE_DIR = "evidence"
 #: interaction vectors (SR history state x candidate output row, elementwise) are scaled by this before
 #: their projector: the terms are small (they sum to the SR score), and a unit-scale input trains faster
 INTERACTION_SCALE = 8.0
@@ -147,13 +151,16 @@ class LlaraModel(nn.Module):
         lora: bool = True,
         item_embeddings: torch.Tensor | None = None,
         attention: str | None = None,
+        evidence_checkpoints: Sequence[str | Path] = (),
     ) -> LlaraModel:
         """A fresh model for prepared ``data``: base LLM, placeholders, LoRA (when ``lora``), projector.
 
         The SR item embeddings come from ``sr_checkpoint`` (``llara.sr.checkpoint.load_sr``) or directly
         from ``item_embeddings``; they are required when ``model_config.prompt_mode`` uses behavioral
         tokens and must have one row per item of ``data``. ``attention`` is the attention kernel
-        (``llara.llm.device.choose_attention``). Whatever ``model_config.dtype`` the frozen base has, the
+        (``llara.llm.device.choose_attention``). ``evidence_checkpoints`` are further SR backbones whose
+        state and output rows user tokens, interaction answer tokens and gates read beside the primary one's
+        (:class:`~llara.sr.stack.BackboneStack`). Whatever ``model_config.dtype`` the frozen base has, the
         trainable weights (LoRA, projectors) are float32: the optimizer's master weights.
         """
         from llara.llm.loader import load_base_model
@@ -163,7 +170,13 @@ class LlaraModel(nn.Module):
         evidence = model_config.user_token or model_config.answer_token != "none"
         moe = lora and model_config.adapter == "moe-lora"
         embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode, evidence)
-        sr = _load_backbone(sr_checkpoint, data.num_items) if evidence or moe else None
+        if evidence_checkpoints and not (model_config.user_token or model_config.answer_token == "interaction" or moe):
+            raise LlaraError(
+                "train.evidence_checkpoints feed the SR backbones' history state to user tokens, interaction "
+                "answer tokens or MoE-LoRA gates: set model.user_token, model.answer_token=interaction or "
+                "model.adapter=moe-lora, or drop them"
+            )
+        sr = _load_backbone(sr_checkpoint, data.num_items, evidence_checkpoints) if evidence or moe else None
         llm, tokenizer = load_base_model(
             model_config.base_model, model_config.dtype, model_config.load_in_bits, attention
         )
@@ -189,6 +202,7 @@ class LlaraModel(nn.Module):
             "base_model": model_config.base_model,
             "dtype": model_config.dtype,
             "sr_checkpoint": str(sr_checkpoint) if sr_checkpoint is not None else None,
+            "evidence_checkpoints": [str(path) for path in evidence_checkpoints],
             "prompt_mode": mode,
             "domain": domain,
             "data_dir": str(data.root),
@@ -230,7 +244,9 @@ class LlaraModel(nn.Module):
         if (export_dir / EMBEDDINGS_FILE).is_file():
             embeddings = load_file(str(export_dir / EMBEDDINGS_FILE))["item_embeddings"]
         titles = json.loads((export_dir / TITLES_FILE).read_text(encoding="utf-8"))
-        sr = _load_backbone(export_dir / SR_DIR, len(titles)) if (export_dir / SR_DIR).is_dir() else None
+        sr = None
+        if (export_dir / SR_DIR).is_dir():
+            sr = _load_backbone(export_dir / SR_DIR, len(titles), _evidence_folders(export_dir))
         projectors = {
             name: _load_projector(export_dir / filename)
             for name, filename in PROJECTOR_FILES.items()
@@ -268,7 +284,10 @@ class LlaraModel(nn.Module):
             if self.sr is not None:
                 from llara.sr.checkpoint import save_sr
 
-                save_sr(self.sr, tmp / SR_DIR)
+                members = self.sr.members if isinstance(self.sr, BackboneStack) else [self.sr]
+                save_sr(members[0], tmp / SR_DIR)
+                for k, member in enumerate(members[1:], start=1):
+                    save_sr(member, tmp / EVIDENCE_DIR / str(k))
             if self.item_embeddings.numel():
                 save_file({"item_embeddings": self.item_embeddings.contiguous()}, str(tmp / EMBEDDINGS_FILE))
             (tmp / TITLES_FILE).write_text(json.dumps(self.titles, ensure_ascii=False), encoding="utf-8")
@@ -286,6 +305,12 @@ class LlaraModel(nn.Module):
             if parameter.requires_grad and parameter.dtype != torch.float32:
                 parameter.data = parameter.data.float()
         return self
+
+    @property
+    def backbone(self) -> nn.Module | None:
+        """The primary SR backbone (``train.sr_checkpoint``: it retrieves candidates and its item vectors are
+        the behavioral tokens), also when the model reads further evidence backbones; None without one."""
+        return self.sr.members[0] if isinstance(self.sr, BackboneStack) else self.sr
 
     @property
     def rank_score(self) -> str:
@@ -423,7 +448,7 @@ class LlaraModel(nn.Module):
         def answer_vector(items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             if self.answer_token == "item":
                 return self.item_embeddings[items]
-            return INTERACTION_SCALE * _require(state, "interaction answer tokens")[rows] * self.sr.output.weight[items]
+            return INTERACTION_SCALE * _require(state, "interaction answer tokens")[rows] * self.sr.output_rows(items)
 
         return [
             (prompts.HISTORY_TOKEN, self.projector, item_rows),
@@ -435,7 +460,7 @@ class LlaraModel(nn.Module):
     @torch.no_grad()
     def _history_state(self, history: torch.Tensor) -> torch.Tensor:
         """The frozen SR backbone's state after each history ``[B, L]`` (what it scores candidates with)."""
-        return self.sr.hidden(history.to(self.sr.output.weight.device)).float()
+        return self.sr.hidden(history.to(next(self.sr.parameters()).device)).float()
 
     def gate_weights(self, history: torch.Tensor | None) -> torch.Tensor:
         """MoE-LoRA: each row's expert weights ``[B, K]`` (softmax; rows sum to 1), from the SR backbone's
@@ -633,8 +658,9 @@ def _check_gate(gate: Gate | None, mixture: ExpertWeights | None, sr: nn.Module 
         raise LlaraError("the MoE-LoRA gate reads the SR backbone's history state: set train.sr_checkpoint")
 
 
-def _load_backbone(checkpoint: str | Path | None, num_items: int) -> nn.Module:
-    """The frozen SR backbone whose history state user tokens, answer tokens and MoE-LoRA gates read."""
+def _load_backbone(checkpoint: str | Path | None, num_items: int, evidence: Sequence[str | Path] = ()) -> nn.Module:
+    """The frozen SR backbone whose history state user tokens, answer tokens and MoE-LoRA gates read; with
+    ``evidence`` checkpoints, a :class:`~llara.sr.stack.BackboneStack` of it and them."""
     if checkpoint is None:
         raise LlaraError(
             "model.user_token, model.answer_token and model.adapter=moe-lora need an SR backbone: "
@@ -642,7 +668,18 @@ def _load_backbone(checkpoint: str | Path | None, num_items: int) -> nn.Module:
         )
     from llara.sr.checkpoint import load_sr
 
-    return load_sr(checkpoint, num_items=num_items).float()
+    primary = load_sr(checkpoint, num_items=num_items).float()
+    if not evidence:
+        return primary
+    return BackboneStack([primary, *(load_sr(path, num_items=num_items).float() for path in evidence)])
+
+
+def _evidence_folders(export_dir: Path) -> list[Path]:
+    """The further backbones an export carries (``evidence/1``, ``evidence/2``, ...), in order."""
+    folder = export_dir / EVIDENCE_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((path for path in folder.iterdir() if path.is_dir()), key=lambda path: int(path.name))
 
 
 def _load_gate(path: Path) -> Gate:

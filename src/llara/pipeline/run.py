@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from llara.pipeline.stages import Builder, StageResult, StageStore, config_spec,
 from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
-PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint"})
+PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint", "evidence_checkpoints"})
 #: eval-section fields only the catalog-wide evaluation reads (they do not key the frozen evaluation)
 CATALOG_FIELDS = frozenset({"candidates", "retrieve", "blend", "blend_grid", "blend_rows"})
 
@@ -83,16 +83,19 @@ def run_pipeline(
     ``only`` (variant names or globs) restricts the run, and its report, to those variants, the variants
     they start from (``after``) and the reference; the other variants' stages stay untouched on disk.
     """
-    planned = select_variants(config.resolved_variants(), only, config.reference_variant())
+    resolved_variants = config.resolved_variants()
+    backbones = {variant.name: resolved.sr for variant, resolved in resolved_variants if variant.kind == "sr"}
+    planned = select_variants(resolved_variants, only, config.reference_variant())
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
     sr_names = sr_stage_names(
         [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
+        + [backbones[name] for variant, _ in planned for name in variant.evidence_from]
     )
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
     run_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = _Pipeline(store, progress)
+    pipeline = _Pipeline(store, progress, backbones)
     data = pipeline.data(config)
     entries = [entry for variant, resolved in planned for entry in pipeline.variant(variant, resolved, data, sr_names)]
     _write_run_files(run_dir, config, entries)
@@ -197,6 +200,8 @@ def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
     evidence = ", user token" if config.model.user_token else ""
     if config.model.answer_token != "none":
         evidence += f", {config.model.answer_token} answer tokens"
+    if variant.evidence_from:
+        evidence += f" (also from {', '.join(variant.evidence_from)})"
     start = f", from {variant.after}" if variant.after else ""
     adapter = f"MoE-LoRA ({config.model.experts} experts)" if config.model.adapter == "moe-lora" else "LoRA"
     return (
@@ -208,9 +213,10 @@ def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
 class _Pipeline:
     """The stages of one invocation, sharing a store and remembering what ran."""
 
-    def __init__(self, store: StageStore, progress: bool) -> None:
+    def __init__(self, store: StageStore, progress: bool, backbones: dict[str, SRConfig]) -> None:
         self.store = store
         self.progress = progress
+        self.backbones = backbones  # sr variant name -> its SR config (what evidence_from names)
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
         self.trained: dict[tuple[str, int | None], StageResult] = {}
@@ -269,7 +275,8 @@ class _Pipeline:
             target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
-            stage = self.train(run, config, data, sr, self.trained.get((variant.after or "", seed)))
+            evidence = [self.sr(self.backbones[name], data, sr_names) for name in variant.evidence_from]
+            stage = self.train(run, config, data, sr, self.trained.get((variant.after or "", seed)), evidence)
             self.trained[(variant.name, seed)] = stage
             target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": llm_protocols}
             identity = {"train": stage.output_id}
@@ -326,8 +333,10 @@ class _Pipeline:
         data: StageResult,
         sr: StageResult | None,
         parent: StageResult | None = None,
+        evidence: Sequence[StageResult] = (),
     ) -> StageResult:
-        """LoRA + projector tuning of one ``llara`` variant's seed ``run`` (from ``parent``'s export when it has one)."""
+        """LoRA + projector tuning of one ``llara`` variant's seed ``run`` (from ``parent``'s export when it has
+        one; reading the ``evidence`` backbones' stages beside ``sr``)."""
         from llara.training.loop import train
 
         spec = {
@@ -339,10 +348,13 @@ class _Pipeline:
             "sr": sr.output_id if sr else None,
             "after": parent.output_id if parent else None,
         }
+        if evidence:
+            spec["evidence"] = [stage.output_id for stage in evidence]
 
         def build(out: Path, resume: bool) -> None:
             placed = config.train.model_copy(update={
                 "data_dir": str(data.output), "sr_checkpoint": str(sr.output) if sr else None, "out_dir": str(out),
+                "evidence_checkpoints": [str(stage.output) for stage in evidence],
                 "init_from": str(parent.output / EXPORT_DIR) if parent else config.train.init_from})
             train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
 

@@ -95,9 +95,13 @@ class SequentialRecommender(nn.Module):
         """Hidden state of each (arbitrarily padded) history."""
         return self.encode(*self.window(history))
 
+    def output_rows(self, items: torch.Tensor) -> torch.Tensor:
+        """The output layer's rows of ``items`` (``[..., H]``): an item's score is its row times the state, plus bias."""
+        return self.output.weight[items]
+
     def logits(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of ``items`` ``[B, C]`` given hidden states ``[B, H]`` (only C output rows used)."""
-        weight = self.output.weight[items]
+        weight = self.output_rows(items)
         return torch.einsum("bh,bch->bc", hidden, weight) + self.output.bias[items]
 
     def catalog_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -147,7 +147,10 @@ class _Run:
         self.rows = _training_rows(self._candidate_rows(), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
         attention = training_attention(config, self.accelerator.device)
-        self.model = LlaraModel.from_config(config.model, self.data, self.tc.sr_checkpoint, attention=attention)
+        self.model = LlaraModel.from_config(
+            config.model, self.data, self.tc.sr_checkpoint, attention=attention,
+            evidence_checkpoints=self.tc.evidence_checkpoints,
+        )
         self.objective = _objective(config)
         self.model.info["rank_score"] = rank_score(self.tc)
         if self.tc.init_from:
@@ -187,13 +190,16 @@ class _Run:
         return frame
 
     def _check_trained_on_data(self, allow_mismatch: bool) -> None:
-        """Refuse an SR checkpoint or ``init_from`` export fitted on other prepared data than ``data_dir``."""
+        """Refuse SR checkpoints or an ``init_from`` export fitted on other prepared data than ``data_dir``."""
         from llara.llm.model import export_data_hash
         from llara.sr.checkpoint import fitted_data_hash
 
         if self.tc.sr_checkpoint:
             recorded = fitted_data_hash(self.tc.sr_checkpoint)
             self.data.check_trained_on(recorded, f"train.sr_checkpoint {self.tc.sr_checkpoint}", allow_mismatch)
+        for checkpoint in self.tc.evidence_checkpoints:
+            recorded = fitted_data_hash(checkpoint)
+            self.data.check_trained_on(recorded, f"train.evidence_checkpoints {checkpoint}", allow_mismatch)
         if self.tc.init_from:
             recorded = export_data_hash(self.tc.init_from)
             self.data.check_trained_on(recorded, f"train.init_from {self.tc.init_from}", allow_mismatch)
