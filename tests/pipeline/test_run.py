@@ -124,6 +124,9 @@ def test_only_selects_variants_with_their_after_chain_and_the_reference(tmp_path
         ("[{name: a, train: {lrr: 1}}]", "variant 'a': train.lrr: unknown key"),
         ("[{name: a, after: b}, {name: b}]", "after='b' must name an earlier llara variant"),
         ("[{name: s, kind: sr}, {name: a, after: s}]", "earlier llara variants: none"),
+        ("[{name: a, evidence_from: [g]}]", "must name sr variants without seeds"),
+        ("[{name: g, kind: sr, seeds: [1, 2]}, {name: a, evidence_from: [g]}]", "sr variants: none"),
+        ("[{name: g, kind: sr}, {name: s, kind: sr, evidence_from: [g]}]", "on a llara variant"),
     ],
 )
 def test_bad_variants_are_named(tmp_path, variants, message):
@@ -272,6 +275,27 @@ def test_a_cross_fitted_variant_trains_on_the_users_its_own_backbone_left_out(tm
     placed = yaml.safe_load((run_dir / "stages/train-crossfit/config.yaml").read_text())["train"]
     assert placed["sr_unseen_rows"] and placed["sr_checkpoint"].endswith("stages/sr-sasrec-holdout0.5")
     assert [r.variant for r in result.rows] == ["sasrec", "crossfit"]
+
+
+@pytest.mark.slow
+def test_a_variant_reads_the_evidence_of_the_sr_variants_it_names(tmp_path, tiny_llm):
+    from llara.pipeline.run import run_pipeline
+
+    path = tmp_path / "run.yaml"
+    stacked = CROSS_FIT_RUN.format(llm=tiny_llm).replace(
+        "  - {name: crossfit, kind: llara, sr: {holdout_users: 0.5}, train: {sr_unseen_rows: true}}",
+        "  - {name: gru, kind: sr, sr: {model: gru4rec, dim: 16}}\n  - {name: stack, evidence_from: [gru]}",
+    )
+    path.write_text(stacked)
+    run_dir = tmp_path / "run"
+    result = run_pipeline(load_config(path, cls=RunConfig), run_dir, console=Console(quiet=True), progress=False,
+                          only=["stack"])
+    assert {"sr-sasrec", "sr-gru4rec", "train-stack"} <= {r.name for r in result.stages}
+    assert "eval-gru" not in {r.name for r in result.stages}  # only its backbone, not its evaluation
+    placed = yaml.safe_load((run_dir / "stages/train-stack/config.yaml").read_text())["train"]
+    assert [Path(p).name for p in placed["evidence_checkpoints"]] == ["sr-gru4rec"]
+    assert (run_dir / "stages/train-stack/export/evidence/1/config.json").is_file()
+    assert [r.variant for r in result.rows] == ["sasrec", "stack"]
 
 
 def test_run_command_refuses_a_force_pattern_matching_no_stage(tmp_path, capsys):
