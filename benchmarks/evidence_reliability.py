@@ -5,7 +5,10 @@ the evidence is as good as it will be at test time. For each checkpoint this pri
 picked by each rule and on a validation split, HR@1 (the target scores highest among the candidates) and
 the target's mean z-score (its score standardised over the row's candidates: how far ahead the evidence
 puts it). Rules: ``all`` (every training row), ``last<k>`` (each user's last k rows, ``train.last_rows``),
-``holdout<share>`` (the users ``sr.holdout_users`` leaves out, seed 0). Usage::
+``holdout<share>`` (the users ``sr.holdout_users`` leaves out, seed 0). Several checkpoints joined by
+``+`` are scored as one stacked source of evidence: the sum of each one's scores standardised over the
+row's candidates (what an LLM reading ``train.evidence_checkpoints`` could at least learn). ``--val-from N``
+skips the first N validation rows (those a choice was made on). Usage::
 
     python benchmarks/evidence_reliability.py --data runs/repro-cpu-movielens/stages/data \\
         --val-data runs/probes/data-valwin6 full=runs/repro-cpu-movielens/stages/sr-sasrec:all,last3 \\
@@ -41,15 +44,24 @@ def rule_mask(users, rule: str) -> np.ndarray | None:
     raise LlaraError(f"unknown row rule {rule!r}: use all, last<k> or holdout<share>")
 
 
+def standardized(scores: np.ndarray) -> np.ndarray:
+    """Each row of ``scores`` standardised over its candidates."""
+    return np.stack([standardize(row) for row in scores])
+
+
 def reliability(
-    model: SequentialRecommender, data: PreparedData, split: str, keep: np.ndarray | None
+    models: list[SequentialRecommender], data: PreparedData, split: str, keep: np.ndarray | None
 ) -> tuple[int, float, float]:
-    """Rows, HR@1 and the target's mean z-score of ``model`` on ``split`` (rows where ``keep``)."""
-    tensors = split_tensors(data, split, model.max_len, keep=keep)
-    scores = candidate_scores(model, tensors)
+    """Rows, HR@1 and the target's mean z-score on ``split`` (rows where ``keep``) of one backbone's scores,
+    or of the sum of several backbones' standardised scores."""
+    scores = []
+    for model in models:
+        tensors = split_tensors(data, split, model.max_len, keep=keep)
+        scores.append(candidate_scores(model, tensors))
+    total = scores[0] if len(scores) == 1 else sum(standardized(s) for s in scores)
     target = tensors.target_pos.numpy()
-    hr1 = ranking_metrics(target_ranks(scores, target), ks=(1,))["hr@1"].mean()
-    z = np.stack([standardize(row) for row in scores])
+    hr1 = ranking_metrics(target_ranks(total, target), ks=(1,))["hr@1"].mean()
+    z = standardized(total)
     return len(z), float(hr1), float(z[np.arange(len(z)), target].mean())
 
 
@@ -57,10 +69,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the prepared folder the backbones trained on")
     parser.add_argument("--val-data", type=Path, help="a prepared folder whose val split to score (default --data)")
-    parser.add_argument("backbones", nargs="+", help="LABEL=CHECKPOINT:RULE[,RULE...]")
+    parser.add_argument("--val-from", type=int, default=0, help="score validation rows from this row number on")
+    parser.add_argument("backbones", nargs="+", help="LABEL=CHECKPOINT[+CHECKPOINT...]:RULE[,RULE...]")
     args = parser.parse_args()
     data = PreparedData.load(args.data)
     val = PreparedData.load(args.val_data or args.data)
+    val_rows = np.arange(len(val.split("val"))) >= args.val_from
     users = data.split("train")["user"]
     print("| backbone | rows | n | HR@1 | target z |\n|---|---|---|---|---|")
     for spec in args.backbones:
@@ -68,11 +82,11 @@ def main() -> None:
         path, _, rules = rest.rpartition(":")
         if not label or not path:
             raise LlaraError(f"{spec!r}: expected LABEL=CHECKPOINT:RULE[,RULE...]")
-        model = load_sr(path)
+        models = [load_sr(checkpoint) for checkpoint in path.split("+")]
         for rule in rules.split(","):
-            n, hr1, z = reliability(model, data, "train", rule_mask(users, rule))
+            n, hr1, z = reliability(models, data, "train", rule_mask(users, rule))
             print(f"| {label} | training, {rule} | {n} | {hr1:.3f} | {z:.2f} |")
-        n, hr1, z = reliability(model, val, "val", None)
+        n, hr1, z = reliability(models, val, "val", val_rows)
         print(f"| {label} | validation | {n} | {hr1:.3f} | {z:.2f} |")
 
 
