@@ -54,12 +54,10 @@ def reliability(
 ) -> tuple[int, float, float]:
     """Rows, HR@1 and the target's mean z-score on ``split`` (rows where ``keep``) of one backbone's scores,
     or of the sum of several backbones' standardised scores."""
-    scores = []
-    for model in models:
-        tensors = split_tensors(data, split, model.max_len, keep=keep)
-        scores.append(candidate_scores(model, tensors))
+    tensors = {max_len: split_tensors(data, split, max_len, keep=keep) for max_len in {m.max_len for m in models}}
+    scores = [candidate_scores(model, tensors[model.max_len]) for model in models]
     total = scores[0] if len(scores) == 1 else sum(standardized(s) for s in scores)
-    target = tensors.target_pos.numpy()
+    target = next(iter(tensors.values())).target_pos.numpy()
     hr1 = ranking_metrics(target_ranks(total, target), ks=(1,))["hr@1"].mean()
     z = standardized(total)
     return len(z), float(hr1), float(z[np.arange(len(z)), target].mean())

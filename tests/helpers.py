@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from llara.cli import main
 
 
@@ -69,3 +71,12 @@ def crash_after_checkpoint(step: int) -> Iterator[None]:
         yield
     finally:
         checkpointing.save_checkpoint = real
+
+
+def assert_serving_ranks_like(export: Path, scores: np.ndarray, row: dict, tiny_data) -> None:
+    """``llara recommend`` on ``export`` returns ``row``'s top 3 candidates in the order of ``scores``."""
+    from llara.serving.recommend import Recommender
+
+    ranked = Recommender.load(export, tiny_data.root).recommend([int(i) for i in row["history"]], list(row["candidates"]), k=3)
+    order = np.argsort(-scores, kind="stable")[:3]
+    assert [r.item_id for r in ranked] == [int(row["candidates"][j]) for j in order]

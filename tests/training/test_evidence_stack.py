@@ -17,7 +17,8 @@ from llara.llm.model import EVIDENCE_DIR, INTERACTION_SCALE, LlaraModel
 from llara.sr.checkpoint import save_sr
 from llara.sr.registry import build_sr
 from llara.sr.stack import BackboneStack
-from tests.training.test_objectives import assert_serving_ranks_like
+
+from helpers import assert_serving_ranks_like
 
 EVIDENCE = ModelConfig(prompt_mode="behavior", user_token=True, answer_token="interaction")
 

@@ -13,9 +13,10 @@ from llara.config import ModelConfig, TrainConfig
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
 from llara.llm.model import LlaraModel
 from llara.llm.packing import pack_candidates
-from llara.serving.recommend import Recommender
 from llara.training.objectives import ObjectiveContext, get_objective
 from llara.training.objectives.preference import negative_columns
+
+from helpers import assert_serving_ranks_like
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,6 @@ def scores_moved_by_nudging(model: LlaraModel, row: dict, items: list[int], nudg
         after = getattr(model(**pack_candidates(model, [row], [items])), score)[0]
         model.sr.output.weight[items[nudged]] = original
     return ((before - after).abs() > 1e-5).tolist()
-
-
-def assert_serving_ranks_like(export: Path, scores: list[np.ndarray], row: dict, tiny_data) -> None:
-    """``llara recommend`` on ``export`` returns ``row``'s top 3 candidates in the order of ``scores``."""
-    ranked = Recommender.load(export, tiny_data.root).recommend([int(i) for i in row["history"]], list(row["candidates"]), k=3)
-    order = np.argsort(-scores, kind="stable")[:3]
-    assert [r.item_id for r in ranked] == [int(row["candidates"][j]) for j in order]
 
 
 @pytest.fixture(params=["start", "end"])

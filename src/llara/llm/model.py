@@ -284,7 +284,7 @@ class LlaraModel(nn.Module):
             if self.sr is not None:
                 from llara.sr.checkpoint import save_sr
 
-                members = self.sr.members if isinstance(self.sr, BackboneStack) else [self.sr]
+                members = _members(self.sr)
                 save_sr(members[0], tmp / SR_DIR)
                 for k, member in enumerate(members[1:], start=1):
                     save_sr(member, tmp / EVIDENCE_DIR / str(k))
@@ -310,7 +310,7 @@ class LlaraModel(nn.Module):
     def backbone(self) -> nn.Module | None:
         """The primary SR backbone (``train.sr_checkpoint``: it retrieves candidates and its item vectors are
         the behavioral tokens), also when the model reads further evidence backbones; None without one."""
-        return self.sr.members[0] if isinstance(self.sr, BackboneStack) else self.sr
+        return _members(self.sr)[0] if self.sr is not None else None
 
     @property
     def rank_score(self) -> str:
@@ -672,6 +672,11 @@ def _load_backbone(checkpoint: str | Path | None, num_items: int, evidence: Sequ
     if not evidence:
         return primary
     return BackboneStack([primary, *(load_sr(path, num_items=num_items).float() for path in evidence)])
+
+
+def _members(sr: nn.Module) -> list[nn.Module]:
+    """The SR backbones a model carries, the primary one first (one, unless it reads a stack)."""
+    return list(sr.members) if isinstance(sr, BackboneStack) else [sr]
 
 
 def _evidence_folders(export_dir: Path) -> list[Path]:
