@@ -67,7 +67,7 @@ def test_crashed_stage_resumes_with_same_key_and_restarts_with_another(tmp_path)
     assert _store(tmp_path).run("s", {"x": 1}, resumed).action == "resumed"
     assert resumed.calls == [True]
     with pytest.raises(RuntimeError):
-        _store(tmp_path).run("t", {"x": 1}, Recorder(fail=True))
+        _store(tmp_path).run("t", {"x": 3}, Recorder(fail=True))
     fresh = Recorder()
     _store(tmp_path).run("t", {"x": 2}, fresh)
     assert fresh.calls == [False]
@@ -441,3 +441,26 @@ def test_the_moe_lora_comparison_runs_end_to_end_on_tiny_inputs(tmp_path, tiny_l
     assert "## Gate diagnostics (MoE-LoRA)" in report and "| moe-lora | 4 | " in report
     gate = json.loads((tmp_path / "run/stages/eval-moe-lora/metrics.json").read_text())["gate"]
     assert sum(gate["mean_weights"]) == pytest.approx(1.0) and gate["n"] == result.rows[1].rows
+
+
+def test_a_finished_stage_under_another_name_is_copied_with_its_output_id(tmp_path):
+    first = _store(tmp_path).run("train-old", {"lr": 1}, Recorder())
+    builder = Recorder()
+    renamed = _store(tmp_path).run("train-new", {"lr": 1}, builder)
+    assert builder.calls == [] and renamed.action == "reused"
+    assert renamed.output_id == first.output_id
+    assert (renamed.output / "result.txt").read_text() == "done"
+    assert (first.output / "result.txt").is_file()  # the original stays for configs that still name it
+    assert json.loads((tmp_path / "stages" / "train-new.json").read_text())["copied_from"] == "train-old"
+    assert _store(tmp_path).run("train-new", {"lr": 1}, builder).action == "reused" and builder.calls == []
+    forced = Recorder()
+    assert _store(tmp_path, force=("train-other",)).run("train-other", {"lr": 1}, forced).action == "ran"
+    assert forced.calls == [False]
+
+
+def test_an_unfinished_stage_under_another_name_is_not_copied(tmp_path):
+    with pytest.raises(RuntimeError):
+        _store(tmp_path).run("train-old", {"lr": 1}, Recorder(fail=True))
+    builder = Recorder()
+    assert _store(tmp_path).run("train-new", {"lr": 1}, builder).action == "ran"
+    assert builder.calls == [False]

@@ -169,14 +169,15 @@ class LlaraModel(nn.Module):
         domain = model_config.domain or data.domain
         evidence = model_config.user_token or model_config.answer_token != "none"
         moe = lora and model_config.adapter == "moe-lora"
-        embeddings = _resolve_embeddings(sr_checkpoint, item_embeddings, data.num_items, mode, evidence)
+        primary = _load_sr(sr_checkpoint, data.num_items)
+        embeddings = _resolve_embeddings(primary, item_embeddings, data.num_items, mode, evidence)
         if evidence_checkpoints and not (model_config.user_token or model_config.answer_token == "interaction" or moe):
             raise LlaraError(
                 "train.evidence_checkpoints feed the SR backbones' history state to user tokens, interaction "
                 "answer tokens or MoE-LoRA gates: set model.user_token, model.answer_token=interaction or "
                 "model.adapter=moe-lora, or drop them"
             )
-        sr = _load_backbone(sr_checkpoint, data.num_items, evidence_checkpoints) if evidence or moe else None
+        sr = _backbone(primary, data.num_items, evidence_checkpoints) if evidence or moe else None
         llm, tokenizer = load_base_model(
             model_config.base_model, model_config.dtype, model_config.load_in_bits, attention
         )
@@ -246,7 +247,7 @@ class LlaraModel(nn.Module):
         titles = json.loads((export_dir / TITLES_FILE).read_text(encoding="utf-8"))
         sr = None
         if (export_dir / SR_DIR).is_dir():
-            sr = _load_backbone(export_dir / SR_DIR, len(titles), _evidence_folders(export_dir))
+            sr = _backbone(_load_sr(export_dir / SR_DIR, len(titles)), len(titles), _evidence_folders(export_dir))
         projectors = {
             name: _load_projector(export_dir / filename)
             for name, filename in PROJECTOR_FILES.items()
@@ -658,20 +659,26 @@ def _check_gate(gate: Gate | None, mixture: ExpertWeights | None, sr: nn.Module 
         raise LlaraError("the MoE-LoRA gate reads the SR backbone's history state: set train.sr_checkpoint")
 
 
-def _load_backbone(checkpoint: str | Path | None, num_items: int, evidence: Sequence[str | Path] = ()) -> nn.Module:
-    """The frozen SR backbone whose history state user tokens, answer tokens and MoE-LoRA gates read; with
-    ``evidence`` checkpoints, a :class:`~llara.sr.stack.BackboneStack` of it and them."""
+def _load_sr(checkpoint: str | Path | None, num_items: int) -> nn.Module | None:
+    """The SR backbone saved at ``checkpoint`` (None without one), in float32."""
     if checkpoint is None:
+        return None
+    from llara.sr.checkpoint import load_sr
+
+    return load_sr(checkpoint, num_items=num_items).float()
+
+
+def _backbone(primary: nn.Module | None, num_items: int, evidence: Sequence[str | Path] = ()) -> nn.Module:
+    """The frozen SR backbone whose history state user tokens, answer tokens and MoE-LoRA gates read; with
+    ``evidence`` checkpoints, a :class:`~llara.sr.stack.BackboneStack` of ``primary`` and them."""
+    if primary is None:
         raise LlaraError(
             "model.user_token, model.answer_token and model.adapter=moe-lora need an SR backbone: "
             "set train.sr_checkpoint"
         )
-    from llara.sr.checkpoint import load_sr
-
-    primary = load_sr(checkpoint, num_items=num_items).float()
     if not evidence:
         return primary
-    return BackboneStack([primary, *(load_sr(path, num_items=num_items).float() for path in evidence)])
+    return BackboneStack([primary, *(_load_sr(path, num_items) for path in evidence)])
 
 
 def _members(sr: nn.Module) -> list[nn.Module]:
@@ -721,18 +728,17 @@ def _load_projector(path: Path) -> Projector:
 
 
 def _resolve_embeddings(
-    sr_checkpoint: str | Path | None,
+    sr: nn.Module | None,
     item_embeddings: torch.Tensor | None,
     num_items: int,
     mode: str,
     needed: bool = False,
 ) -> torch.Tensor | None:
-    """The frozen SR item embeddings from a checkpoint or a tensor; checked against the data's item count."""
-    if sr_checkpoint is not None:
-        from llara.sr.checkpoint import load_sr
-
+    """The frozen item embeddings of the SR backbone ``sr`` or a given tensor; checked against the data's
+    item count."""
+    if sr is not None:
         with torch.no_grad():
-            item_embeddings = load_sr(sr_checkpoint, num_items=num_items).item_embeddings().detach().float()
+            item_embeddings = sr.item_embeddings().detach().float()
     if item_embeddings is None:
         if prompts.uses_behavior_tokens(mode) or needed:
             raise LlaraError(

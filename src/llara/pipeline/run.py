@@ -249,7 +249,8 @@ class _Pipeline:
             def build(out: Path, resume: bool) -> None:
                 train_sr(config, data.output, out, resume=resume, progress=self.progress)
 
-            self.sr_done[key] = self._stage(names[key], spec, build, f"train SR backbone {config.model}")
+            label = f"train SR backbone {names[key].removeprefix('sr-')}"  # sasrec, sasrec-seed1, ...
+            self.sr_done[key] = self._stage(names[key], spec, build, label)
         return self.sr_done[key]
 
     def variant(

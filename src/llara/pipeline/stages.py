@@ -11,6 +11,9 @@ The ``done`` marker is written last and atomically, so a crash leaves either a r
 is redone. Each completed build gets a fresh ``output_id``: when a stage is rebuilt (its config changed,
 or ``--force``), every stage downstream sees a new input and is rebuilt too. A stage interrupted with an
 unchanged key is handed its folder back with ``resume=True`` (training continues from its checkpoint).
+A finished stage with the same key under another name (a renamed variant, an SR backbone whose stage
+name gained a ``-seed<s>`` suffix) is copied rather than rebuilt, keeping its ``output_id``, so the
+stages downstream of it are reused too.
 """
 
 from __future__ import annotations
@@ -130,6 +133,9 @@ class StageStore:
             result = StageResult(name, key, output, marker["output_id"], "reused", 0.0)
             self.console.print(f"[dim]reused[/]  {label or name}", highlight=False)
             return self._log(result)
+        twin = None if same_key or forced else self._finished_twin(name, key)
+        if twin is not None:
+            return self._adopt(name, twin, label)
         resume = same_key and not forced and marker["status"] == "running"
         if not resume:
             shutil.rmtree(output, ignore_errors=True)
@@ -145,6 +151,28 @@ class StageStore:
         self._write_marker(name, done)
         self.console.print(f"[green]done[/]    {label or name} [dim]({seconds:.1f} s)[/]", highlight=False)
         return self._log(StageResult(name, key, output, output_id, "resumed" if resume else "ran", seconds))
+
+    def _finished_twin(self, name: str, key: str) -> str | None:
+        """Another stage of this run folder finished with ``key`` (its output still there), if any."""
+        for path in sorted((self.root / "stages").glob("*.json")):
+            other = path.name.removesuffix(".json")
+            marker = self.read_marker(other) if other != name else None
+            finished = marker is not None and marker.get("status") == "done" and self.output_path(other).is_dir()
+            if finished and marker.get("key") == key:
+                return other
+        return None
+
+    def _adopt(self, name: str, twin: str, label: str | None) -> StageResult:
+        """Stage ``name`` as a copy of the finished stage ``twin`` (same key, same ``output_id``)."""
+        output = self.output_path(name)
+        staging = output.with_name(f".{name}.copy-{uuid.uuid4().hex[:8]}")
+        shutil.copytree(self.output_path(twin), staging)
+        shutil.rmtree(output, ignore_errors=True)
+        staging.rename(output)
+        marker = {**self.read_marker(twin), "copied_from": twin}
+        self._write_marker(name, marker)
+        self.console.print(f"[dim]reused[/]  {label or name} [dim](a copy of {twin})[/]", highlight=False)
+        return self._log(StageResult(name, marker["key"], output, marker["output_id"], "reused", 0.0))
 
     def _write_marker(self, name: str, marker: Mapping[str, Any]) -> None:
         with atomic_file(self.marker_path(name)) as handle:
