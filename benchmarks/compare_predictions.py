@@ -1,13 +1,14 @@
 """Compare ranking predictions of several models on the same rows, paired, against the first one.
 
 Each argument ``LABEL=PATH`` names a ``predictions.parquet`` written by ``llara evaluate --protocol rank``
-on the same prepared folder and split. ``--rows START:END`` keeps the rows numbered START to END - 1 (for
-instance ``94:`` keeps the earlier windows of a ``data.val_windows`` validation split and leaves out the
-last-item rows that training's keep-best already chose on, so the comparison is not biased by that choice).
+on the same prepared folder and split, or the folder holding it (what ``llara evaluate --out`` names).
+``--rows START:END`` keeps the rows numbered START to END - 1 (for instance ``94:`` keeps the earlier
+windows of a ``data.val_windows`` validation split and leaves out the last-item rows that training's
+keep-best already chose on, so the comparison is not biased by that choice).
 Printed (and written to ``--out`` as JSON): HR@1 with its Wilson interval per model, and the paired
 difference from the first model (bootstrap 95% interval, McNemar's exact p). Usage::
 
-    python benchmarks/compare_predictions.py ref=A/predictions.parquet new=B/predictions.parquet --rows 94:
+    python benchmarks/compare_predictions.py ref=A/predictions.parquet new=B --rows 94:
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ def row_range(text: str) -> range:
     """``START:END`` (either side may be empty; END excluded) as a range of row numbers."""
     start, _, end = text.partition(":")
     return range(int(start) if start else 0, int(end) if end else sys.maxsize)
+
+
+def predictions_file(path: Path) -> Path:
+    """``path`` itself, or the ``predictions.parquet`` inside it when it is a folder."""
+    file = path / "predictions.parquet" if path.is_dir() else path
+    if not file.is_file():
+        raise LlaraError(f"{file} does not exist: name a predictions.parquet or the folder llara evaluate wrote")
+    return file
 
 
 def hits_at_1(path: Path, rows: range) -> pd.Series:
@@ -70,7 +79,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("predictions", nargs="+", help="LABEL=PATH of a predictions.parquet; the first is the reference")
+    parser.add_argument("predictions", nargs="+", help="LABEL=PATH of a predictions.parquet or its folder; the first is the reference")
     parser.add_argument("--rows", type=row_range, default=row_range(":"), help="START:END row numbers (default: all)")
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
     args = parser.parse_args()
@@ -79,7 +88,7 @@ def main() -> None:
         label, sep, path = spec.partition("=")
         if not sep or not label or not path:
             parser.error(f"{spec!r} is not LABEL=PATH")
-        files[label] = Path(path)
+        files[label] = predictions_file(Path(path))
     results = compare(files, args.rows)
     print(render(results), end="")
     if args.out:

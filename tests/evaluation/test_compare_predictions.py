@@ -48,3 +48,13 @@ def test_files_over_different_rows_are_refused(tmp_path, monkeypatch) -> None:
     short = _predictions(tmp_path / "short.parquet", [0, 1])
     with pytest.raises(LlaraError, match="does not hold the same rows"):
         _run(monkeypatch, [f"ref={ref}", f"short={short}"])
+
+
+def test_a_folder_names_its_predictions_file_and_a_missing_one_is_named(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "a").mkdir()
+    _predictions(tmp_path / "a" / "predictions.parquet", [0, 1, 0])
+    _run(monkeypatch, [f"a={tmp_path / 'a'}", f"b={tmp_path / 'a' / 'predictions.parquet'}"])
+    assert "| b | 3 | 0.667" in capsys.readouterr().out
+    with pytest.raises(LlaraError, match=r"empty[/\\]predictions.parquet does not exist"):
+        (tmp_path / "empty").mkdir()
+        _run(monkeypatch, [f"a={tmp_path / 'a'}", f"b={tmp_path / 'empty'}"])
