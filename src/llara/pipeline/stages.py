@@ -130,12 +130,10 @@ class StageStore:
         same_key = marker is not None and marker.get("key") == key and output.is_dir()
         forced = self.is_forced(name)
         if same_key and not forced and marker["status"] == "done":
-            result = StageResult(name, key, output, marker["output_id"], "reused", 0.0)
-            self.console.print(f"[dim]reused[/]  {label or name}", highlight=False)
-            return self._log(result)
+            return self._reused(name, marker, label)
         twin = None if same_key or forced else self._finished_twin(name, key)
         if twin is not None:
-            return self._adopt(name, twin, label)
+            return self._adopt(name, *twin, label)
         resume = same_key and not forced and marker["status"] == "running"
         if not resume:
             shutil.rmtree(output, ignore_errors=True)
@@ -152,27 +150,31 @@ class StageStore:
         self.console.print(f"[green]done[/]    {label or name} [dim]({seconds:.1f} s)[/]", highlight=False)
         return self._log(StageResult(name, key, output, output_id, "resumed" if resume else "ran", seconds))
 
-    def _finished_twin(self, name: str, key: str) -> str | None:
-        """Another stage of this run folder finished with ``key`` (its output still there), if any."""
+    def _finished_twin(self, name: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """Another stage of this run folder finished with ``key`` (its output still there) and its marker."""
         for path in sorted((self.root / "stages").glob("*.json")):
             other = path.name.removesuffix(".json")
             marker = self.read_marker(other) if other != name else None
             finished = marker is not None and marker.get("status") == "done" and self.output_path(other).is_dir()
             if finished and marker.get("key") == key:
-                return other
+                return other, marker
         return None
 
-    def _adopt(self, name: str, twin: str, label: str | None) -> StageResult:
+    def _adopt(self, name: str, twin: str, twin_marker: Mapping[str, Any], label: str | None) -> StageResult:
         """Stage ``name`` as a copy of the finished stage ``twin`` (same key, same ``output_id``)."""
         output = self.output_path(name)
         staging = output.with_name(f".{name}.copy-{uuid.uuid4().hex[:8]}")
         shutil.copytree(self.output_path(twin), staging)
         shutil.rmtree(output, ignore_errors=True)
         staging.rename(output)
-        marker = {**self.read_marker(twin), "copied_from": twin}
+        marker = {**twin_marker, "copied_from": twin}
         self._write_marker(name, marker)
-        self.console.print(f"[dim]reused[/]  {label or name} [dim](a copy of {twin})[/]", highlight=False)
-        return self._log(StageResult(name, marker["key"], output, marker["output_id"], "reused", 0.0))
+        return self._reused(name, marker, label, f" [dim](a copy of {twin})[/]")
+
+    def _reused(self, name: str, marker: Mapping[str, Any], label: str | None, note: str = "") -> StageResult:
+        """Log and return stage ``name`` as reused, as its ``done`` marker describes it."""
+        self.console.print(f"[dim]reused[/]  {label or name}{note}", highlight=False)
+        return self._log(StageResult(name, marker["key"], self.output_path(name), marker["output_id"], "reused", 0.0))
 
     def _write_marker(self, name: str, marker: Mapping[str, Any]) -> None:
         with atomic_file(self.marker_path(name)) as handle:
