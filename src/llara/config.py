@@ -166,6 +166,12 @@ class ModelConfig(StrictModel):
         "title token is scored after the evidence) or end (after the title, at the position the verdict is "
         "read from; needs train.listwise_score=verdict)",
     )
+    sr_prior: bool = Field(
+        False,
+        description="add the SR backbone's own score of each candidate (standardised within the row, times one "
+        "trained weight) to the LLM's verdict, so the LLM learns a correction to the backbone; ranking by "
+        "verdicts only (train.listwise_score=verdict); generation does not read it",
+    )
 
     @model_validator(mode="after")
     def _answer_token_at_needs_a_token(self) -> ModelConfig:

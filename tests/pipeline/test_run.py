@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -113,6 +114,23 @@ def test_only_selects_variants_with_their_after_chain_and_the_reference(tmp_path
     assert names(["text-*", "gru"]) == ["sasrec", "gru", "text-a", "text-b"]
     with pytest.raises(LlaraError, match="--only nope: no such variant"):
         names(["nope"])
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], True), (["--no-progress"], False)])
+def test_run_command_passes_the_progress_switch_to_the_pipeline(tmp_path, monkeypatch, flag, expected):
+    import llara.pipeline.run as pipeline_run
+
+    seen: dict[str, object] = {}
+
+    def fake_run_pipeline(run_config, **kwargs):
+        seen.update(kwargs)
+        return SimpleNamespace(rows=[], report=tmp_path / "report.md")
+
+    monkeypatch.setattr(pipeline_run, "run_pipeline", fake_run_pipeline)
+    path = tmp_path / "run.yaml"
+    path.write_text("variants: [{name: sasrec, kind: sr}]\n")
+    assert run_cli(["run", str(path), "--out", str(tmp_path / "out"), *flag]) == 0
+    assert seen["progress"] is expected
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from llara.config import ModelConfig, TrainConfig
+from llara.errors import LlaraError
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
 from llara.llm.model import LlaraModel
 from llara.llm.packing import pack_candidates
@@ -225,3 +226,84 @@ def test_user_and_answer_tokens_work_with_every_backbone(tiny_data, tiny_llama, 
     naive = score_candidates_naive(model, rows).total
     for p, n in zip(packed, naive, strict=True):
         np.testing.assert_allclose(p, n, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def prior_model(tiny_data, tiny_llama: Path, sr_checkpoint: Path) -> LlaraModel:
+    """Hybrid prompts, interaction answer tokens and the SR prior, ranking by verdicts; its scale set away
+    from its initial 1 so that a scale lost on the way would show."""
+    torch.manual_seed(0)
+    config = ModelConfig(base_model=str(tiny_llama), prompt_mode="hybrid", answer_token="interaction", sr_prior=True)
+    model = LlaraModel.from_config(config, tiny_data, sr_checkpoint).eval()
+    model.info["rank_score"] = "verdict"
+    with torch.no_grad():
+        model.sr_prior.scale.fill_(1.7)
+    return model
+
+
+def naive_prior(model: LlaraModel, row: dict) -> np.ndarray:
+    """The prior computed by hand: the backbone's score of each candidate, standardised over the row."""
+    history = model.histories([row])
+    scores = model.backbone.score(history, torch.tensor([list(row["candidates"])]))[0].detach().double().numpy()
+    return float(model.sr_prior.scale.detach()) * (scores - scores.mean()) / scores.std()
+
+
+def test_the_sr_prior_adds_the_standardised_backbone_scores_to_each_verdict(prior_model, rows) -> None:
+    packed = score_candidates(prior_model, rows).ranking("verdict")
+    naive = score_candidates_naive(prior_model, rows).verdict
+    for got, expected in zip(packed, naive, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        prior_model.sr_prior.scale.fill_(0.0)
+        bare = score_candidates(prior_model, rows).ranking("verdict")
+        prior_model.sr_prior.scale.fill_(1.7)
+    for row, with_prior, without in zip(rows, packed, bare, strict=True):
+        np.testing.assert_allclose(with_prior - without, naive_prior(prior_model, row), rtol=1e-4, atol=1e-4)
+
+
+def test_the_sr_prior_standardises_over_real_candidates_only() -> None:
+    from llara.llm.prior import standardise
+
+    scores = torch.tensor([[1.0, 2.0, 3.0, 99.0], [5.0, 5.0, 5.0, 5.0]])
+    real = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    z = standardise(scores, real)
+    expected = torch.tensor([[-1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]) * torch.tensor([[1.5**0.5], [1.0]])
+    torch.testing.assert_close(z, expected)
+
+
+def test_listwise_training_with_the_sr_prior_trains_its_scale(prior_model, rows) -> None:
+    ctx = context(rows, objective="listwise", listwise_score="verdict", sft_weight=0.0, temperature=1.0)
+    prior_model.zero_grad()
+    loss = get_objective("listwise")(prior_model, prior_model, rows, ctx).loss
+    naive = torch.tensor(np.stack(score_candidates_naive(prior_model, rows).verdict))
+    assert abs(float(loss) - float(F.cross_entropy(naive, target_index(rows)))) < 1e-4
+    loss.backward()
+    assert prior_model.sr_prior.scale.grad is not None and float(prior_model.sr_prior.scale.grad.abs()) > 0
+    assert any("lora_" in n and p.grad is not None for n, p in prior_model.named_parameters())
+    prior_model.zero_grad()
+
+
+def test_the_sr_prior_survives_save_load_and_reaches_serving(prior_model, rows, tiny_data, tmp_path) -> None:
+    export = prior_model.save(tmp_path / "export")
+    loaded = LlaraModel.load(export)
+    assert float(loaded.sr_prior.scale) == pytest.approx(1.7)
+    got = score_candidates(loaded, rows).ranking("verdict")
+    for e, g in zip(score_candidates(prior_model, rows).verdict, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    assert_serving_ranks_like(export, got[0], rows[0], tiny_data)
+    (export / "sr_prior.safetensors").unlink()
+    with pytest.raises(LlaraError, match="sr_prior.safetensors is missing: it holds the SR prior"):
+        LlaraModel.load(export)
+
+
+def test_the_sr_prior_needs_a_backbone_and_verdicts(tiny_data, tiny_llama, sr_checkpoint, tmp_path) -> None:
+    from llara.config import load_config
+    from llara.training.loop import train
+
+    with pytest.raises(LlaraError, match="model.sr_prior read the SR backbone: set train.sr_checkpoint"):
+        LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama), prompt_mode="text", sr_prior=True), tiny_data)
+    config = load_config(None, [f"model.base_model={tiny_llama}", f"train.data_dir={tiny_data.root}",
+                                f"train.sr_checkpoint={sr_checkpoint}", f"train.out_dir={tmp_path}",
+                                "model.sr_prior=true", "train.objective=listwise"])
+    with pytest.raises(LlaraError, match="model.sr_prior is added to the verdicts"):
+        train(config, progress=False)

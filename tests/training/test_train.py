@@ -32,6 +32,7 @@ SETTINGS = {
     "listwise": ("train.objective=listwise", "train.sft_weight=0.5", "model.answer_token=interaction", "model.user_token=true"),
     "sdpo": ("train.objective=sdpo", "train.negatives=2", "model.answer_token=item"),
     "listwise-verdict": ("train.objective=listwise", "train.listwise_score=verdict", "model.answer_token=interaction"),
+    "listwise-verdict-prior": ("train.objective=listwise", "train.listwise_score=verdict", "model.sr_prior=true"),
 }
 
 
@@ -49,6 +50,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
 
     expected, got = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
     assert expected.keys() == got.keys() and any("projector" in k for k in got)
+    assert ("sr_prior.scale" in got) == ("model.sr_prior=true" in extra)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
     steps = [line for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]

@@ -18,6 +18,7 @@ def run_command(
         None, "--only", help="Run and report only these variants (name or glob; repeatable), with the variants "
         "they start from and the reference; other variants' stages stay on disk for a later full run.",
     ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on a terminal)."),
 ) -> None:
     """Prepare data, train SR backbones and LLaRA variants, evaluate them all and write the report.
 
@@ -31,7 +32,7 @@ def run_command(
     from llara.pipeline.run import run_pipeline
 
     run_config = load_config(config, overrides or [], cls=RunConfig)
-    outcome = run_pipeline(run_config, out_dir=out, force=force or [], only=only or [])
+    outcome = run_pipeline(run_config, out_dir=out, force=force or [], only=only or [], progress=progress)
     console = Console()
     console.print(rich_table(outcome.rows, title=f"{run_config.name}: results (mean [95% CI])"))
     console.print(f"report: {outcome.report}", highlight=False)

@@ -121,13 +121,22 @@ def _score_expanded(model: Any, rows: Sequence[Row]) -> CandidateScores:
 _SCORERS = {"packed": _score_packed, "expanded": _score_expanded}
 
 
+def _prior(model: Any, history: torch.Tensor | None, candidates: Sequence[int]) -> np.ndarray | float:
+    """The SR prior of one row's ``candidates`` (``LlaraModel.prior``), 0 for a model without one."""
+    if getattr(model, "sr_prior", None) is None:
+        return 0.0
+    items = torch.tensor([[int(c) for c in candidates]], device=device_of(model))
+    return model.prior(history, items, torch.ones_like(items, dtype=torch.bool))[0].float().cpu().numpy()
+
+
 @torch.inference_mode()
 def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     """Reference scorer: prompt + answer run as one unpadded sequence per candidate (no cache, no batch).
 
     C forward passes over the whole prompt per row: the baseline the packed scorer is checked and timed
     against. With answer tokens, each answer is preceded (or, ``answer_token_at == "end"``, followed) by its
-    own answer placeholder; a verdict is the ``Yes`` minus ``No`` logit at the sequence's last token.
+    own answer placeholder; a verdict is the ``Yes`` minus ``No`` logit at the sequence's last token (plus
+    the SR prior, ``model.sr_prior``).
     """
     device = device_of(model)
     total: list[np.ndarray] = []
@@ -155,7 +164,7 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
             verdicts.append(float(logits[-1, yes] - logits[-1, no]))
         total.append(np.array(sums))
         mean.append(np.array(means))
-        verdict.append(np.array(verdicts))
+        verdict.append(np.array(verdicts) + _prior(model, history, row["candidates"]))
     return CandidateScores(total=total, mean=mean, verdict=verdict if wants_verdict else None)
 
 

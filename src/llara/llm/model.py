@@ -36,6 +36,7 @@ from torch import nn
 
 from llara.llm import prompts
 from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lora, load_adapter_state, shared_mixture
+from llara.llm.prior import PRIOR_FILE, SRPrior, load_prior
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.paths import atomic_dir
@@ -54,6 +55,8 @@ PROJECTOR_FILES = {
     "user_projector": "user_projector.safetensors",
     "answer_projector": "answer_projector.safetensors",
 }
+#: every trained module beside the adapter -> export file
+TRAINED_FILES = {**PROJECTOR_FILES, "gate": GATE_FILE, "sr_prior": PRIOR_FILE}
 SR_DIR = "sr"
 EVIDENCE_DIR = "evidence"
 #: interaction vectors (SR history state x candidate output row, elementwise) are scaled by this before
@@ -98,7 +101,8 @@ class LlaraModel(nn.Module):
     (frozen buffer ``[num_items, sr_dim]``), ``info`` (what ``llara.json`` records); with the
     recommender's evidence (``user_token``, ``answer_token``): ``sr`` (the frozen SR backbone),
     ``user_projector`` and ``answer_projector``; with ``model.adapter: moe-lora``: ``gate`` (SR history
-    state -> expert weights) and ``mixture`` (the :class:`~llara.llm.moe_lora.ExpertWeights` its layers read).
+    state -> expert weights) and ``mixture`` (the :class:`~llara.llm.moe_lora.ExpertWeights` its layers read);
+    with ``model.sr_prior``: ``sr_prior`` (:class:`~llara.llm.prior.SRPrior`, added to every verdict).
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class LlaraModel(nn.Module):
         user_projector: Projector | None = None,
         answer_projector: Projector | None = None,
         gate: Gate | None = None,
+        sr_prior: SRPrior | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
@@ -132,6 +137,9 @@ class LlaraModel(nn.Module):
         self.user_projector = user_projector
         self.answer_projector = answer_projector
         self.gate = gate
+        self.sr_prior = sr_prior
+        if sr_prior is not None and self.sr is None:
+            raise LlaraError("model.sr_prior adds the SR backbone's candidate scores: set train.sr_checkpoint")
         self.mixture = shared_mixture(llm)
         _check_gate(gate, self.mixture, self.sr)
         embeddings = torch.empty(0, 0) if item_embeddings is None else item_embeddings.detach().float()
@@ -167,7 +175,7 @@ class LlaraModel(nn.Module):
 
         mode = prompts.check_mode(model_config.prompt_mode)
         domain = model_config.domain or data.domain
-        evidence = model_config.user_token or model_config.answer_token != "none"
+        evidence = model_config.user_token or model_config.answer_token != "none" or model_config.sr_prior
         moe = lora and model_config.adapter == "moe-lora"
         primary = _load_sr(sr_checkpoint, data.num_items)
         embeddings = _resolve_embeddings(primary, item_embeddings, data.num_items, mode, evidence)
@@ -213,10 +221,11 @@ class LlaraModel(nn.Module):
             "user_token": model_config.user_token,
             "answer_token": model_config.answer_token,
             "answer_token_at": model_config.answer_token_at,
+            "sr_prior": model_config.sr_prior,
         }
         model = cls(
             llm, tokenizer, embeddings, data.titles, mode, domain, info,
-            projector, sr, user_projector, answer_projector, gate,
+            projector, sr, user_projector, answer_projector, gate, SRPrior() if model_config.sr_prior else None,
         )
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
@@ -259,9 +268,12 @@ class LlaraModel(nn.Module):
                 "the export is incomplete; copy the whole folder or export the model again"
             )
         gate = _load_gate(export_dir / GATE_FILE) if (export_dir / GATE_FILE).is_file() else None
+        sr_prior = None
+        if info.get("sr_prior"):
+            sr_prior = load_prior(_read_safetensors(export_dir / PRIOR_FILE, "the SR prior"), export_dir / PRIOR_FILE)
         model = cls(
             llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, gate=gate,
-            **projectors,
+            sr_prior=sr_prior, **projectors,
         )
         return model.eval()
 
@@ -277,7 +289,7 @@ class LlaraModel(nn.Module):
             if self.mixture is not None:
                 (tmp / ADAPTER_DIR).mkdir()
                 save_file(adapter_state(self.llm), str(tmp / ADAPTER_DIR / ADAPTER_WEIGHTS))
-            for name, filename in {**PROJECTOR_FILES, "gate": GATE_FILE}.items():
+            for name, filename in TRAINED_FILES.items():
                 module = getattr(self, name)
                 if module is not None:
                     state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
@@ -362,7 +374,7 @@ class LlaraModel(nn.Module):
             result = set_peft_model_state_dict(self.llm, load_file(str(adapter)))
             if getattr(result, "unexpected_keys", None):
                 raise LlaraError(f"{adapter} holds weights this model does not have: {result.unexpected_keys[:3]}")
-        for name, filename in {**PROJECTOR_FILES, "gate": GATE_FILE}.items():
+        for name, filename in TRAINED_FILES.items():
             module, path = getattr(self, name), export_dir / filename
             if module is not None and path.is_file():
                 module.load_state_dict(load_file(str(path)))
@@ -512,9 +524,11 @@ class LlaraModel(nn.Module):
         score_segments: torch.Tensor,
         history: torch.Tensor | None = None,
         verdict_positions: torch.Tensor | None = None,
+        candidate_items: torch.Tensor | None = None,
     ) -> AnswerScores:
         """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass;
-        with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdict scores too.
+        with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdict scores too, plus
+        the SR prior of ``candidate_items`` ``[B, C]`` when the model has one (:meth:`prior`).
 
         The vocabulary projection runs only at the positions that predict a scored token.
         """
@@ -536,7 +550,22 @@ class LlaraModel(nn.Module):
         if verdict_positions is not None:
             ends = hidden.gather(1, verdict_positions[..., None].expand(-1, -1, hidden.shape[-1]))
             verdict = torch.where(count > 0, self.verdict_logits(ends), 0.0)
+            if self.sr_prior is not None:
+                if candidate_items is None:
+                    raise LlaraError("the SR prior scores the packed candidates: pass `candidate_items` (pack_candidates)")
+                verdict = verdict + self.prior(history, candidate_items, count > 0)
         return AnswerScores(total=total, count=count, verdict=verdict)
+
+    def prior(self, history: torch.Tensor | None, items: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The SR prior ``[B, C]`` added to the verdicts of ``items`` ``[B, C]`` after ``history`` ``[B, L]``:
+        the primary backbone's scores standardised over each row's ``real`` candidates, times the trained
+        scale (:class:`~llara.llm.prior.SRPrior`)."""
+        if self.sr_prior is None:
+            raise LlaraError("this model has no SR prior: only model.sr_prior=true models add one")
+        history = _require(history, "the SR prior").to(items.device)
+        with torch.no_grad():
+            scores = self.backbone.score(history, items.clamp(min=0))
+        return self.sr_prior(scores, real)
 
     def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
         """The rows' histories as ``[B, L]`` padded with ``num_items`` (for the SR backbone), or ``None``."""
@@ -740,10 +769,15 @@ def _resolve_embeddings(
         with torch.no_grad():
             item_embeddings = sr.item_embeddings().detach().float()
     if item_embeddings is None:
-        if prompts.uses_behavior_tokens(mode) or needed:
+        if prompts.uses_behavior_tokens(mode):
             raise LlaraError(
                 f"prompt mode {mode!r} uses behavioral tokens: set train.sr_checkpoint to an SR checkpoint "
                 "(train one with `llara sr train`)"
+            )
+        if needed:
+            raise LlaraError(
+                "model.user_token, model.answer_token and model.sr_prior read the SR backbone: set "
+                "train.sr_checkpoint to an SR checkpoint (train one with `llara sr train`)"
             )
         return None
     if item_embeddings.dim() != 2 or item_embeddings.shape[0] != num_items:

@@ -36,13 +36,17 @@ def pack_candidates(
     (when the model has an SR backbone), ``attention_mask`` ``[B, 1, W, W]`` bool, ``position_ids``, and
     the scored tokens: ``score_positions`` / ``score_targets`` / ``score_segments`` ``[B, T]`` (the
     position whose output predicts a target token, the token, its candidate index; -1 on padding); with
-    verdict scoring, ``verdict_positions`` ``[B, C]`` (each answer's last position; 0 on padding).
+    verdict scoring, ``verdict_positions`` ``[B, C]`` (each answer's last position; 0 on padding); with an
+    SR prior (``model.sr_prior``), ``candidate_items`` ``[B, C]`` (the candidates' ids; 0 on padding).
     """
     prompt = model.encode_prompts(rows, mode=mode, padding_side="left")
     evidence = evidence_tokens(model)
     verdict = model.rank_score == "verdict"
     sequences = [_row_layout(model, prompt, b, items, evidence, verdict) for b, items in enumerate(candidates)]
-    return _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"), verdict)
+    packed = _tensors(sequences, model.tokenizer.pad_token_id or 0, prompt.get("history"), verdict)
+    if getattr(model, "sr_prior", None) is not None:
+        packed["candidate_items"] = _candidate_items(candidates)
+    return packed
 
 
 def real_token_count(packed: dict[str, torch.Tensor]) -> int:
@@ -149,6 +153,14 @@ def _tensors(
     out["attention_mask"] = _block_mask(segment)
     if history is not None:
         out["history"] = history
+    return out
+
+
+def _candidate_items(candidates: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``[B, C]`` item ids of each row's candidates, right-padded with 0 (masked by the answers' counts)."""
+    out = torch.zeros((len(candidates), max(len(items) for items in candidates)), dtype=torch.long)
+    for b, items in enumerate(candidates):
+        out[b, : len(items)] = torch.tensor([int(item) for item in items], dtype=torch.long)
     return out
 
 

@@ -486,6 +486,11 @@ def _objective(config: ExperimentConfig) -> Any:
             "model.answer_token_at=end puts the evidence where the verdict is read, and nothing else scores it: "
             "it needs train.objective=listwise with train.listwise_score=verdict"
         )
+    if config.model.sr_prior and rank_score(config.train) != "verdict":
+        raise LlaraError(
+            "model.sr_prior is added to the verdicts, and nothing else reads it: "
+            "it needs train.objective=listwise with train.listwise_score=verdict"
+        )
     return get_objective(config.train.objective)
 
 
