@@ -552,7 +552,7 @@ class LlaraModel(nn.Module):
             verdict = torch.where(count > 0, self.verdict_logits(ends), 0.0)
             if self.sr_prior is not None:
                 if candidate_items is None:
-                    raise LlaraError("the SR prior scores the packed candidates: pass `candidate_items` (pack_candidates)")
+                    raise LlaraError("the SR prior scores the packed candidates: pass `candidate_items`")
                 verdict = verdict + self.prior(history, candidate_items, count > 0)
         return AnswerScores(total=total, count=count, verdict=verdict)
 

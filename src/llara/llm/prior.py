@@ -8,6 +8,8 @@ row's candidates and ``scale`` is one trained weight: the LLM's verdict only has
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ def standardise(scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return centred / torch.where(std > 0, std, torch.ones_like(std))
 
 
-def load_prior(state: dict[str, torch.Tensor], path: object) -> SRPrior:
+def load_prior(state: dict[str, torch.Tensor], path: Path) -> SRPrior:
     """An :class:`SRPrior` from its saved state (``path`` names the file in errors)."""
     scale = state.get("scale")
     if scale is None or scale.numel() != 1:

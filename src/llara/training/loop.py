@@ -475,7 +475,7 @@ def training_attention(config: ExperimentConfig, device: torch.device) -> str:
 
 def _objective(config: ExperimentConfig) -> Any:
     """The configured objective; answer tokens only exist in the packed layout of ranking objectives, and
-    only a verdict reads one placed after the title."""
+    only a verdict reads one placed after the title or carries the SR prior."""
     if config.model.answer_token != "none" and config.train.objective not in RANKING_OBJECTIVES:
         raise LlaraError(
             f"model.answer_token={config.model.answer_token} needs a ranking objective "
