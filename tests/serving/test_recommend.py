@@ -122,6 +122,22 @@ def test_recommend_command_prints_a_ranked_table(export: Path, tiny_data, capsys
     args = ["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Item 3"]
     assert run_cli([*args, "--history", "4", "-k", "4"]) == 0
     out = capsys.readouterr().out
-    assert out.count("Item ") == 4 and "score" in out
+    assert out.count("Item ") == 4 and "LLM score: log-likelihood of the answer" in out
     assert run_cli(["recommend", "--checkpoint", str(export), "--data", str(tiny_data.root), "--history", "Itm 3"]) == 1
     assert "is not a known title" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("rank_score", "prior", "meaning"),
+    [
+        ("total", None, "log-likelihood of the answer"),
+        ("mean", None, "mean log-likelihood per answer token"),
+        ("verdict", object(), "log-odds of Yes over No after the answer plus the SR prior"),
+    ],
+)
+def test_the_llm_score_is_named_for_what_the_model_ranks_by(rank_score, prior, meaning) -> None:
+    from types import SimpleNamespace
+
+    from llara.serving.recommend import score_meaning
+
+    assert score_meaning(SimpleNamespace(rank_score=rank_score, sr_prior=prior)) == meaning

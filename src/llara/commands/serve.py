@@ -50,14 +50,15 @@ def recommend(
     from rich.console import Console
     from rich.table import Table
 
-    from llara.serving.recommend import SOURCES, Recommender
+    from llara.serving.recommend import SOURCES, Recommender, score_meaning
 
     recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight)
     source = candidates[0] if candidates and len(candidates) == 1 and candidates[0] in SOURCES else None
     query = recommender.query(history, source or candidates or None, seed, num_candidates)
     ranked = recommender.rank([query], k)[0]
     title = f"Top {len(ranked)} of {len(query.candidates)} candidates ({query.source})"
-    table = Table(title=title, caption="LLM score: log-likelihood of the answer; SR: the backbone's score")
+    caption = f"LLM score: {score_meaning(recommender.model)}; SR: the backbone's score"
+    table = Table(title=title, caption=caption)
     for header in ("rank", "item", "title", "LLM score", "LLM rank", "SR score", "SR rank"):
         table.add_column(header, justify="left" if header == "title" else "right")
     for rec in ranked:

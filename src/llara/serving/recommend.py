@@ -8,8 +8,9 @@ Items are named by title (case-insensitive, exact) or by dense item id. Candidat
   the items not in the history;
 * a given list of items.
 
-Candidates are ranked by the log-likelihood of their answer (``llara.evaluation.ranking``; higher is
-better), or by the z-scored blend with the SR score when an SR weight is set (``llara.evaluation.blend``).
+Candidates are ranked by the model's ranking score (``llara.evaluation.ranking``; higher is better: the
+log-likelihood of their answer, or a verdict model's log-odds of Yes, see :func:`score_meaning`), or by
+the z-scored blend with the SR score when an SR weight is set (``llara.evaluation.blend``).
 Each recommendation shows both scores and both ranks (the LLM's and the backbone's) where it has both.
 """
 
@@ -34,6 +35,12 @@ _ID_TEXT = re.compile(r"[0-9]{1,18}")
 #: where a query's candidates come from: the SR backbone's top N, a random draw, or the caller
 CandidateSource = Literal["retrieval", "random", "given"]
 SOURCES = ("retrieval", "random")
+#: ``LlaraModel.rank_score`` -> what the LLM score of a recommendation is
+SCORE_MEANINGS = {
+    "total": "log-likelihood of the answer",
+    "mean": "mean log-likelihood per answer token",
+    "verdict": "log-odds of Yes over No after the answer",
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,7 @@ class Recommendation:
     rank: int  # 1-based
     item_id: int
     title: str
-    score: float  # log-likelihood of the item's answer given the prompt
+    score: float  # the model's ranking score (score_meaning)
     llm_rank: int  # 1-based rank by the LLM's score alone
     sr_score: float | None = None
     sr_rank: int | None = None  # 1-based rank by the SR score alone
@@ -254,6 +261,12 @@ class Recommender:
         if not 0 <= item < self.num_items:
             raise LlaraError(f"{field} id {item} is out of range; item ids run from 0 to {self.num_items - 1}")
         return item
+
+
+def score_meaning(model: Any) -> str:
+    """What ``model``'s ranking score is, in words (for captions and API descriptions)."""
+    meaning = SCORE_MEANINGS[getattr(model, "rank_score", "total")]
+    return f"{meaning} plus the SR prior" if getattr(model, "sr_prior", None) is not None else meaning
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:

@@ -87,7 +87,10 @@ class RankedItem(BaseModel):
     rank: int = Field(description="The final rank (1 = best): the LLM's, or the blend's when an SR weight is set.")
     item_id: int
     title: str
-    score: float = Field(description="Log-likelihood of the item's answer given the prompt (higher is better).")
+    score: float = Field(
+        description="The LLM's ranking score (higher is better): the log-likelihood of the item's answer, or for "
+        "models that rank by verdicts the log-odds of Yes over No after it (plus the SR prior where the model has one)."
+    )
     llm_rank: int = Field(description="Rank among the candidates by the LLM's score alone.")
     sr_score: float | None = Field(description="The SR backbone's score (higher is better); null without one.")
     sr_rank: int | None = Field(description="Rank among the candidates by the SR score alone; null without one.")
