@@ -132,14 +132,12 @@ class LlaraModel(nn.Module):
         self.projector = projector
         self.user_token = bool(self.info.get("user_token", False))
         self.answer_token = str(self.info.get("answer_token", "none"))
-        _check_evidence(self.user_token, self.answer_token, sr)
+        _check_evidence(self.user_token, self.answer_token, sr, sr_prior is not None)
         self.sr = sr.requires_grad_(False).eval() if sr is not None else None
         self.user_projector = user_projector
         self.answer_projector = answer_projector
         self.gate = gate
         self.sr_prior = sr_prior
-        if sr_prior is not None and self.sr is None:
-            raise LlaraError("model.sr_prior adds the SR backbone's candidate scores: set train.sr_checkpoint")
         self.mixture = shared_mixture(llm)
         _check_gate(gate, self.mixture, self.sr)
         embeddings = torch.empty(0, 0) if item_embeddings is None else item_embeddings.detach().float()
@@ -564,7 +562,7 @@ class LlaraModel(nn.Module):
             raise LlaraError("this model has no SR prior: only model.sr_prior=true models add one")
         history = _require(history, "the SR prior").to(items.device)
         with torch.no_grad():
-            scores = self.backbone.score(history, items.clamp(min=0))
+            scores = self.backbone.score(history, items)
         return self.sr_prior(scores, real)
 
     def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
@@ -666,12 +664,14 @@ def _embedding_matrices(llm: nn.Module) -> list[torch.Tensor]:
     return [inputs, outputs.weight]
 
 
-def _check_evidence(user_token: bool, answer_token: str, sr: nn.Module | None) -> None:
-    """User tokens and interaction answer tokens read the SR backbone's history state: it must be there."""
+def _check_evidence(user_token: bool, answer_token: str, sr: nn.Module | None, sr_prior: bool) -> None:
+    """User tokens, interaction answer tokens and the SR prior read the SR backbone: it must be there."""
     if answer_token not in ("none", "item", "interaction"):
         raise LlaraError(f"answer_token {answer_token!r} is not one of none, item, interaction")
     if (user_token or answer_token == "interaction") and sr is None:
         raise LlaraError("user and interaction answer tokens need the SR backbone: set train.sr_checkpoint")
+    if sr_prior and sr is None:
+        raise LlaraError("model.sr_prior adds the SR backbone's candidate scores: set train.sr_checkpoint")
 
 
 def _require(state: torch.Tensor | None, what: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from llara.errors import LlaraError
-from llara.serving.recommend import Query, Recommendation, Recommender
+from llara.serving.recommend import SCORE_MEANINGS, Query, Recommendation, Recommender
 
 MAX_HISTORY = 200
 MAX_CANDIDATES = 100
@@ -88,8 +88,9 @@ class RankedItem(BaseModel):
     item_id: int
     title: str
     score: float = Field(
-        description="The LLM's ranking score (higher is better): the log-likelihood of the item's answer, or for "
-        "models that rank by verdicts the log-odds of Yes over No after it (plus the SR prior where the model has one)."
+        description="The LLM's ranking score (higher is better), by what the model ranks by: "
+        + "; ".join(f"{score}: the {meaning}" for score, meaning in SCORE_MEANINGS.items())
+        + " (plus the SR prior where the model has one)."
     )
     llm_rank: int = Field(description="Rank among the candidates by the LLM's score alone.")
     sr_score: float | None = Field(description="The SR backbone's score (higher is better); null without one.")
