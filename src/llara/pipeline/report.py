@@ -1,4 +1,5 @@
-"""A run's report: the results table (Markdown and rich), plots, resolved config and environment.
+"""A run's report: the results table (Markdown and rich), plots, resolved config and environment, and the
+tables as CSV and LaTeX files (:mod:`llara.pipeline.tables`).
 
 Everything here is rebuilt from the run folder (:mod:`llara.pipeline.results`), so ``llara report
 RUN_DIR`` redraws a report without running anything.
@@ -15,7 +16,7 @@ from rich.table import Table
 from llara.paths import atomic_file
 from llara.evaluation.evaluate import EVALUATION_PROTOCOLS
 from llara.pipeline.catalog_report import catalog_section
-from llara.pipeline.comparisons import candidate_counts, compare_with_reference, comparison_table
+from llara.pipeline.comparisons import Comparison, candidate_counts, compare_with_reference, comparison_table
 from llara.pipeline.plots import HR_METRICS, plot_hr_at_k, plot_learning_curves, plot_schedule, plot_validation
 from llara.pipeline.results import (
     ENVIRONMENT,
@@ -32,6 +33,7 @@ from llara.pipeline.results import (
 )
 from llara.pipeline.seeds import seed_spread
 from llara.pipeline.standing import best_sr, random_levels, standing_sentences
+from llara.pipeline.tables import write_tables
 
 REPORT = "report.md"
 
@@ -91,14 +93,19 @@ def rich_table(rows: Sequence[ResultRow], title: str = "Results: mean and 95% CI
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, list[ResultRow]]:
-    """Write ``report.md`` and ``plots/*.png`` for a run folder; return the report path and the rows."""
+    """Write ``report.md``, ``plots/*.png`` and ``tables/*`` for a run folder; return the report path and the
+    rows."""
     run_dir = Path(run_dir)
     index = load_index(run_dir)
     rows = load_results(run_dir, index)
     logs = load_logs(run_dir, index)
     levels = random_levels(candidate_counts(run_dir, index), HR_METRICS)
     plots = _draw_plots(run_dir / "plots", rows, logs, levels)
-    text = _render_markdown(run_dir, index, rows, plots)
+    reference = index.reference or (index.variants[0].name if index.variants else None)
+    paired = {p: compare_with_reference(run_dir, index, reference, p) for p in EVALUATION_PROTOCOLS if reference}
+    comparisons = [c for found in paired.values() for c in found]
+    tables = write_tables(run_dir, rows, comparisons, [(header, name) for header, _, name in COLUMNS])
+    text = _render_markdown(run_dir, index, rows, plots, _paired_section(reference, paired), tables)
     with atomic_file(run_dir / REPORT) as handle:
         handle.write(text)
     return run_dir / REPORT, rows
@@ -116,11 +123,9 @@ def _draw_plots(
     return {title: path for title, path in drawn.items() if path is not None}
 
 
-def _paired_section(run_dir: Path, index: RunIndex) -> list[str]:
+def _paired_section(reference: str | None, paired: dict[str, list[Comparison]]) -> list[str]:
     """Every variant against the run's reference variant on the same rows, per protocol."""
-    reference = index.reference or (index.variants[0].name if index.variants else None)
-    tables = [comparison_table(compare_with_reference(run_dir, index, reference, p)) for p in EVALUATION_PROTOCOLS]
-    tables = [table for table in tables if table]
+    tables = [table for table in map(comparison_table, paired.values()) if table]
     if reference is None or not tables:
         return []
     intro = (
@@ -191,17 +196,24 @@ def _gate_section(run_dir: Path, index: RunIndex) -> list[str]:
 
 
 def _render_markdown(
-    run_dir: Path, index: RunIndex, rows: Sequence[ResultRow], plots: dict[str, Path]
+    run_dir: Path,
+    index: RunIndex,
+    rows: Sequence[ResultRow],
+    plots: dict[str, Path],
+    paired_section: list[str],
+    tables: Sequence[Path],
 ) -> str:
     parts = [f"# Run `{index.name}`", "", f"Created {index.created}.", ""]
     parts += ["## Results", "",
               "Mean with 95% confidence interval. HR@1 counts every row (the published figure); HR@1 valid",
               "counts only rows whose generated answer names a candidate. SR baselines and the ranking",
               "protocol score every candidate (ValidRatio 1, so HR@1 valid would equal HR@1).", "",
-              markdown_table(rows), ""]
+              markdown_table(rows), "",
+              "The tables as files for a paper (LaTeX with booktabs, and CSV): "
+              + ", ".join(f"`{path.relative_to(run_dir).as_posix()}`" for path in tables) + ".", ""]
     parts += _standing_section(run_dir, index, rows)
     parts += _seeds_section(rows)
-    parts += _paired_section(run_dir, index)
+    parts += paired_section
     parts += _gate_section(run_dir, index)
     parts += catalog_section(run_dir, index)
     parts += ["## Variants", "", "| Variant | Kind | What |", "|---|---|---|"]
