@@ -62,6 +62,7 @@ def test_report_has_table_plots_and_config(run_dir):
     for png in ("learning_curves", "schedule", "hr_at_k"):
         path = run_dir / "plots" / f"{png}.png"
         assert path.read_bytes()[:8] == PNG_MAGIC
+        assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"  # the same figure for a paper
         assert f"(plots/{png}.png)" in text
 
 

@@ -1,7 +1,8 @@
-"""The report's PNG plots (matplotlib, Agg backend: no display needed).
+"""The report's plots (matplotlib, Agg backend: no display needed).
 
-Each function takes already-loaded results or training logs, writes one PNG atomically and returns its
-path, or None when there is nothing to draw (e.g. no trained variant).
+Each function takes already-loaded results or training logs, writes one PNG (for the report) and the same
+figure as a vector PDF beside it (for a paper), each atomically, and returns the PNG's path, or None when
+there is nothing to draw (e.g. no trained variant).
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ def behavior_series(records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.n
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    """Write ``fig`` to ``path`` (PNG) and to the same name with ``.pdf``; return ``path``."""
+    for target, kind in ((path, "png"), (path.with_suffix(".pdf"), "pdf")):
+        with atomic_file(target, "wb") as handle:
+            fig.savefig(handle, format=kind, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
     return path
 
