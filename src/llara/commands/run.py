@@ -39,7 +39,8 @@ def run_command(
 
 
 def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by `llara run`.")) -> None:
-    """Rebuild report.md and the plots of a run folder from its results, and print the table."""
+    """Rebuild report.md, the plots and the tables (LaTeX, CSV) of a run folder from its results, and print
+    the table."""
     from rich.console import Console
 
     from llara.pipeline.report import rich_table, write_report
