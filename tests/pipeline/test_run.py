@@ -436,8 +436,9 @@ def test_the_moe_lora_comparison_trains_both_adapters_on_the_quickstart_recipe()
     (_, lora), (_, moe) = compare.resolved_variants()
     (_, recipe) = quickstart.resolved_variants()[-1]
     assert compare.reference_variant() == "lora"
-    for section in ("data", "sr"):
-        assert getattr(lora, section) == getattr(moe, section) == getattr(recipe, section), section
+    assert lora.data == moe.data == recipe.data
+    # measured on the paper's SASRec (64 dimensions, dropout 0.1), before the quickstart moved to the tuned one
+    assert lora.sr == moe.sr == recipe.sr.model_copy(update={"dim": 64, "dropout": 0.1})
     # measured when the quickstart ranked by mean title log-likelihood, without the SR prior; it keeps both
     assert lora.train == moe.train == recipe.train.model_copy(update={"listwise_score": "mean"})
     assert lora.eval == moe.eval == recipe.eval.model_copy(update={"candidates": ["frozen"]})  # no catalog table
