@@ -100,7 +100,8 @@ def latex_escape(text: str) -> str:
 
 
 def _latex_cell(summary: Summary | None, best: float) -> str:
-    """``.4421 [.3450, .5427]`` with the interval in a smaller font; the mean bold when it is the column's best."""
+    """``0.4421 {\\scriptsize [0.3450, 0.5427]}``: the interval in a smaller font, the mean bold when it is
+    the column's best."""
     if summary is None:
         return "--"
     mean = f"{summary['mean']:.4f}"
