@@ -14,13 +14,13 @@ from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from llara.errors import LlaraError
 
 PromptMode = Literal["text", "behavior", "hybrid", "id"]
 Schedule = Literal["curriculum", "direct", "two-stage"]
-SRModelName = Literal["sasrec", "gru4rec", "caser"]
+SRModelName = Literal["sasrec", "gru4rec", "caser", "pop", "markov", "itemknn"]
 Protocol = Literal["generate", "rank"]
 SplitBy = Literal["users", "leave-one-out"]
 Objective = Literal["sft", "listwise", "sdpo", "dpo"]
@@ -47,7 +47,8 @@ class DataConfig(StrictModel):
     source: str = Field(
         "movielens",
         description="the raw source: movielens (without a path: the recbole package's copy), movielens-download, "
-        "steam, lastfm, tabular, synthetic, or llara (the LLaRA authors' processed files, their split kept)",
+        "steam, lastfm, amazon-sasrec, tabular, synthetic, or llara (the LLaRA authors' processed files, their "
+        "split kept)",
     )
     path: str | None = Field(None, description="the raw data file or folder; null: the source's default")
     seed: int = Field(0, description="seed of the user split and of the frozen candidate draws")
@@ -82,7 +83,11 @@ class DataConfig(StrictModel):
 class SRConfig(StrictModel):
     """A conventional sequential recommender and how to fit it (docs/method.md, "Sequential recommenders")."""
 
-    model: SRModelName = Field("sasrec", description="the architecture: sasrec, gru4rec or caser")
+    model: SRModelName = Field(
+        "sasrec",
+        description="the architecture: sasrec, gru4rec or caser (neural), or pop, markov or itemknn (count-based: "
+        "fitted in seconds, no item embeddings, so they supply scores but not behavioral tokens)",
+    )
     dim: int = Field(64, ge=1, description="size of the item embeddings and of the hidden state")
     max_len: int = Field(10, ge=1, description="history window: the most recent items the model reads")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout probability (sasrec and caser; gru4rec has none)")
@@ -96,9 +101,51 @@ class SRConfig(StrictModel):
         description="L2 values to try, one model each, keeping the best by validation HR@1; empty: train with l2",
     )
     max_epochs: int = Field(30, ge=1, description="most passes over the training samples")
-    patience: int = Field(5, ge=1, description="early stopping: epochs without a better validation HR@1")
+    patience: int = Field(
+        5, ge=1, description="early stopping: epochs without a better validation HR@1, counted after min_epochs"
+    )
+    min_epochs: int = Field(1, ge=1, description="early stopping: no stop before this many epochs")
+    loss: Literal["bce", "ce", "gbce"] = Field(
+        "bce",
+        description="training loss: bce (the paper's: binary cross-entropy, one sampled negative per row), ce "
+        "(softmax cross-entropy over the whole catalog; above ce_sampled_above items, over the target and "
+        "`negatives` sampled items) or gbce (gSASRec's calibrated BCE with `negatives` sampled items and gbce_t)",
+    )
+    negatives: int = Field(
+        256,
+        ge=1,
+        description="loss=gbce and sampled ce: negatives per row, drawn uniformly from the items other than the "
+        "target (with replacement)",
+    )
+    gbce_t: float = Field(
+        0.75,
+        ge=0.0,
+        le=1.0,
+        description="loss=gbce: calibration t (0: plain BCE with `negatives` negatives; 1: fully calibrated)",
+    )
+    ce_sampled_above: int = Field(
+        50_000, ge=1, description="loss=ce: catalogs of more items use sampled softmax instead of the full one"
+    )
     seed: int = Field(0, description="seed of the initial weights, the sample order and the sampled negatives")
     num_threads: int = Field(1, ge=1, description="CPU threads while training; these tiny models run fastest on 1")
+    decay: list[float] = Field(
+        default_factory=lambda: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5],
+        min_length=1,
+        description="itemknn: weight decay^age of a history item (age 0: the most recent); every value is tried "
+        "on the validation rows and the best kept",
+    )
+    alpha: list[float] = Field(
+        default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5],
+        min_length=1,
+        description="itemknn and markov: co-occurrence divided by (target count + 1)^alpha (discounts popular "
+        "targets); values tried on the validation rows",
+    )
+    shrink: list[float] = Field(
+        default_factory=lambda: [0.0, 10.0],
+        min_length=1,
+        description="itemknn and markov: added to the co-occurrence's normaliser (discounts pairs seen rarely); "
+        "values tried on the validation rows",
+    )
     holdout_users: float = Field(
         0.0,
         ge=0.0,
@@ -106,6 +153,16 @@ class SRConfig(StrictModel):
         description="share of the training users (drawn with seed) whose rows the backbone does not train on, "
         "left for an LLM trained with train.sr_unseen_rows (cross-fitting); 0: train on every user",
     )
+
+    @field_validator("decay", "alpha", "shrink")
+    @classmethod
+    def _count_model_grid(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        low_ok = (lambda v: 0.0 < v <= 1.0) if info.field_name == "decay" else (lambda v: v >= 0.0)
+        bad = [value for value in values if not low_ok(value)]
+        if bad:
+            bound = "in (0, 1]" if info.field_name == "decay" else ">= 0"
+            raise ValueError(f"every value must be {bound}; got {bad[0]}")
+        return values
 
 
 class ModelConfig(StrictModel):
@@ -205,6 +262,12 @@ class TrainConfig(StrictModel):
         description="further SR checkpoints (fitted on the same data) whose history state and candidate output "
         "rows user tokens, interaction answer tokens and MoE-LoRA gates carry beside train.sr_checkpoint's, "
         "concatenated; llara run sets them from the variant's evidence_from",
+    )
+    prior_checkpoint: str | None = Field(
+        None,
+        description="model.sr_prior: the SR checkpoint (any model, count-based ones included, fitted on the same "
+        "data) whose candidate scores the prior adds; null: train.sr_checkpoint's; llara run sets it from the "
+        "variant's prior_from",
     )
     out_dir: str | None = Field(None, description="the training folder; null: runs/<name>")
     schedule: Schedule = Field(
@@ -525,6 +588,11 @@ def _yaml_field(name: str, value: Any) -> list[str]:
 
 VariantKind = Literal["sr", "zero-shot", "llara"]
 VARIANT_SECTIONS = ("sr", "model", "train", "eval")
+#: ``reference: best-sr``: the sr variant with the highest validation HR@1 (llara run picks it once its SR
+#: stages exist)
+BEST_SR_REFERENCE = "best-sr"
+#: ``prior_from: best``: the sr variant with the highest validation HR@1
+BEST_PRIOR = "best"
 
 
 class VariantConfig(StrictModel):
@@ -555,6 +623,13 @@ class VariantConfig(StrictModel):
         default_factory=list,
         description="llara variants: sr variants of this run whose backbones add their evidence to the "
         "variant's user or answer tokens (train.evidence_checkpoints), e.g. [gru4rec, caser]",
+    )
+    prior_from: str | None = Field(
+        None,
+        description="llara variants with model.sr_prior: the sr variant of this run whose backbone's candidate "
+        "scores the prior adds (train.prior_checkpoint; its first seed's backbone when it has seeds), or best: "
+        "the sr variant with the highest validation HR@1 (ties: the earlier one); null: the variant's own "
+        "backbone (train.sr_checkpoint)",
     )
     seeds: list[int] = Field(
         default_factory=list,
@@ -597,7 +672,9 @@ class RunConfig(ExperimentConfig):
     reference: str | None = Field(
         None,
         description="the variant every other one is compared with, row by row (paired bootstrap CI of the "
-        "HR@1 difference, McNemar's exact p); null: the first variant",
+        "HR@1 difference, McNemar's exact p), or best-sr: the sr variant with the highest validation HR@1 "
+        "(its first seed's backbone when it has seeds; ties: the earlier one; llara run records the pick in "
+        "run.json); null: the first variant",
     )
 
     def resolved_variants(self) -> list[tuple[VariantConfig, ExperimentConfig]]:
@@ -608,16 +685,29 @@ class RunConfig(ExperimentConfig):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise LlaraError(f"variant names must be unique; repeated: {', '.join(duplicates)}")
-        if self.reference is not None and self.reference not in names:
-            raise LlaraError(f"reference: no variant is named {self.reference!r} (variants: {', '.join(names)})")
+        if self.reference == BEST_SR_REFERENCE:
+            _check_best_sr_reference(self.variants)
+        elif self.reference is not None and self.reference not in names:
+            raise LlaraError(
+                f"reference: no variant is named {self.reference!r} (variants: {', '.join(names)}; "
+                f"or {BEST_SR_REFERENCE}: the sr variant with the highest validation HR@1)"
+            )
         for index, variant in enumerate(self.variants):
             _check_seeds(variant)
             _check_after(variant, self.variants[:index])
             _check_evidence_from(variant, self.variants)
-        return [(variant, variant.resolve(self)) for variant in self.variants]
+        resolved = [(variant, variant.resolve(self)) for variant in self.variants]
+        for variant, config in resolved:
+            _check_prior_from(variant, config, self.variants)
+        return resolved
 
-    def reference_variant(self) -> str:
-        """The name of the variant paired comparisons are made against."""
+    def reference_variant(self, best_sr: str | None = None) -> str:
+        """The name of the variant paired comparisons are made against: ``reference``, else the first variant.
+
+        With ``reference: best-sr`` that is ``best_sr``, the sr variant with the highest validation HR@1,
+        which llara run knows once the SR stages are trained; without it, ``best-sr`` itself."""
+        if self.reference == BEST_SR_REFERENCE:
+            return best_sr or BEST_SR_REFERENCE
         return self.reference or self.variants[0].name
 
 
@@ -649,6 +739,49 @@ def _check_evidence_from(variant: VariantConfig, variants: list[VariantConfig]) 
         raise LlaraError(
             f"variant {variant.name!r}: evidence_from={variant.evidence_from} must name sr variants without seeds, "
             f"on a llara variant (sr variants: {', '.join(sorted(backbones)) or 'none'})"
+        )
+
+
+def _check_best_sr_reference(variants: list[VariantConfig]) -> None:
+    """``reference: best-sr`` picks among the sr variants: there must be one, and no variant may be named so."""
+    if not any(v.kind == "sr" for v in variants):
+        raise LlaraError(
+            f"reference: {BEST_SR_REFERENCE} picks the sr variant with the highest validation HR@1, "
+            "and this run has no sr variant; add one or name the reference"
+        )
+    if any(v.name == BEST_SR_REFERENCE for v in variants):
+        raise LlaraError(
+            f"reference: {BEST_SR_REFERENCE} is ambiguous: a variant is named {BEST_SR_REFERENCE!r}; rename it"
+        )
+
+
+def _check_prior_from(variant: VariantConfig, config: ExperimentConfig, variants: list[VariantConfig]) -> None:
+    """``prior_from`` names an sr variant (or ``best``), on a llara variant whose resolved config adds the SR
+    prior (model.sr_prior). llara run places train.prior_checkpoint itself, so a run config cannot set it."""
+    if config.train.prior_checkpoint is not None:
+        raise LlaraError(
+            f"variant {variant.name!r}: llara run sets train.prior_checkpoint to the backbone of the variant's "
+            "prior_from; drop train.prior_checkpoint and name the sr variant in prior_from"
+        )
+    if variant.prior_from is None:
+        return
+    backbones = [v.name for v in variants if v.kind == "sr"]
+    where = f"variant {variant.name!r}: prior_from={variant.prior_from!r}"
+    if variant.kind != "llara":
+        raise LlaraError(f"{where}: only llara variants add an SR prior (this one is kind {variant.kind})")
+    if not config.model.sr_prior:
+        raise LlaraError(f"{where} names the backbone the SR prior reads: it needs model.sr_prior: true")
+    if variant.prior_from == BEST_PRIOR:
+        if not backbones:
+            raise LlaraError(
+                f"{where} picks the sr variant with the highest validation HR@1, and this run has no sr variant"
+            )
+        if BEST_PRIOR in backbones:
+            raise LlaraError(f"{where} is ambiguous: an sr variant is named {BEST_PRIOR!r}; rename it")
+    elif variant.prior_from not in backbones:
+        raise LlaraError(
+            f"{where} must name an sr variant of this run or be {BEST_PRIOR} "
+            f"(sr variants: {', '.join(backbones) or 'none'})"
         )
 
 

@@ -143,3 +143,109 @@ def test_negatives_never_hit_the_target():
     negatives = sample_negatives(targets, 5, torch.Generator().manual_seed(1))
     assert not (negatives == targets).any()
     assert set(negatives.tolist()) == set(range(5))
+
+
+LOSSES = {
+    "ce": {"loss": "ce"},
+    "ce-sampled": {"loss": "ce", "ce_sampled_above": 10, "negatives": 8},
+    "gbce": {"loss": "gbce", "negatives": 8, "gbce_t": 0.75},
+}
+
+
+@pytest.mark.parametrize("loss", ["ce", "gbce"])
+def test_softmax_and_gbce_learn_the_planted_pattern(loss, successor_data, tmp_path):
+    # SASRec finds this pattern late (bce: epoch 8 at lr 1e-3); a larger step keeps the test short
+    config = SRConfig(model="sasrec", **LOSSES[loss], **{**FAST, "lr": 3e-3, "max_epochs": 12, "patience": 12})
+    checkpoint = train_sr(config, successor_data, tmp_path / loss, progress=False)
+    assert evaluate_sr(checkpoint, successor_data, split="test")["hr@1"]["mean"] > 0.9
+    training = json.loads((checkpoint / "config.json").read_text())["training"]
+    assert training["loss"] == loss and training["config"]["loss"] == loss
+    assert ("beta=0.4569" in training["loss_detail"]) == (loss == "gbce")  # 1 - 0.75 * (1 - 8 / 29)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_resume_is_exact_for_every_loss(loss, successor_data, tmp_path, monkeypatch):
+    config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4, **LOSSES[loss])
+    straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
+    real_epoch, calls = train_module._run_epoch, []
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_run_epoch", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        train_sr(config, successor_data, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train_module, "_run_epoch", real_epoch)
+    torch.manual_seed(123)
+    resumed = load_sr(train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False))
+    for name, tensor in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    with pytest.raises(LlaraError, match="finished run with other settings"):
+        other = {"ce": {"loss": "gbce"}, "ce-sampled": {"negatives": 9}, "gbce": {"gbce_t": 0.5}}[loss]
+        train_sr(config.model_copy(update=other), successor_data, tmp_path / "resumed", resume=True)
+
+
+def _scripted_validation(monkeypatch, scores: list[float]) -> list[int]:
+    """Replace the epoch and the validation metric: epoch e scores ``scores[e - 1]``; returns the rows seen."""
+    seen: list[int] = []
+    monkeypatch.setattr(train_module, "_run_epoch", lambda *args, **kwargs: 0.0)
+
+    def scripted(model, tensors):
+        seen.append(len(tensors))
+        return scores[len(seen) - 1]
+
+    monkeypatch.setattr(train_module, "hit_rate_at_1", scripted)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("min_epochs", "scores", "stopped_at", "best_epoch"),
+    [
+        (1, [0.5, 0.4, 0.4, 0.6, 0.3], 3, 1),  # patience 2 counts from epoch 2
+        (4, [0.5, 0.4, 0.4, 0.4, 0.3, 0.3, 0.9], 6, 1),  # epochs 2-4 do not count; 5 and 6 do
+        (4, [0.5, 0.4, 0.4, 0.4, 0.6, 0.3, 0.3, 0.9], 7, 5),  # an improvement after min_epochs resets
+        (1, [0.5, 0.5, 0.5, 0.9], 3, 1),  # a tie is no improvement
+    ],
+)
+def test_min_epochs_and_patience(min_epochs, scores, stopped_at, best_epoch, successor_data, tmp_path, monkeypatch):
+    _scripted_validation(monkeypatch, scores)
+    config = SRConfig(model="gru4rec", max_epochs=20, patience=2, min_epochs=min_epochs)
+    checkpoint = train_sr(config, successor_data, tmp_path / "out", progress=False)
+    training = json.loads((checkpoint / "config.json").read_text())
+    assert (training["training"]["epoch"], training["training"]["best_epoch"]) == (stopped_at, best_epoch)
+    assert training["training"]["val_hr@1"] == max(scores[:stopped_at])
+
+
+def test_early_stopping_reads_every_validation_window(tmp_path, monkeypatch):
+    from llara.data.dataset import PreparedData
+    from llara.data.prepare import prepare_dataset
+
+    options = {"num_users": 200, "num_items": 30, "seq_len": 10}
+    data = prepare_dataset(DataConfig(source="synthetic", seed=0, val_windows=3, options=options), tmp_path / "data")
+    val = PreparedData.load(data.root).split("val")
+    users = data.manifest["counts"]["val_users"]
+    assert len(val) == 3 * users  # each validation user: the last item and 2 earlier windows
+    seen = _scripted_validation(monkeypatch, [0.5])
+    checkpoint = train_sr(SRConfig(max_epochs=1), data.root, tmp_path / "out", progress=False)
+    training = json.loads((checkpoint / "config.json").read_text())["training"]
+    assert seen == [len(val)]
+    assert (training["val_rows"], training["val_windows"]) == (len(val), 3)
+
+
+def test_progress_bar_names_the_loss(successor_data, tmp_path, monkeypatch):
+    import tqdm.auto
+
+    labels: list[str] = []
+    real = tqdm.auto.tqdm
+
+    def recording(*args, **kwargs):
+        labels.append(kwargs["desc"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", recording)
+    _scripted_validation(monkeypatch, [0.5])
+    train_sr(SRConfig(max_epochs=1, loss="gbce"), successor_data, tmp_path / "out", progress=False)
+    assert labels == ["sasrec gbce l2=1e-06"]

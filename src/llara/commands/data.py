@@ -41,7 +41,9 @@ def _data_config(config: Path | None, values: dict[str, Any], options: list[str]
 @app.command("prepare")
 def prepare(
     source: str = typer.Argument(
-        None, help="movielens, movielens-download, steam, lastfm, tabular, synthetic or llara (authors' files)."
+        None,
+        help="movielens, movielens-download, steam, lastfm, amazon-sasrec, tabular, synthetic or llara "
+        "(authors' files).",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: DATA_HOME/prepared/SOURCE)."),
     path: str = typer.Option(None, "--path", help="Raw data file or folder (movielens defaults to recbole's copy)."),

@@ -41,8 +41,13 @@ def _sr_config(config: Path | None, values: dict[str, Any], overrides: list[str]
 def train(
     data: Path = typer.Option(..., "--data", help="Prepared data folder (llara data prepare)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write (replaced when done)."),
-    model: str = typer.Option(None, "--model", "-m", help="sasrec, gru4rec or caser (default: sasrec)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="sasrec, gru4rec, caser, or count-based pop, markov, itemknn (default: sasrec)."
+    ),
     l2: float = typer.Option(None, "--l2", help="L2 weight decay (default: 1e-6)."),
+    loss: str = typer.Option(
+        None, "--loss", help="bce (one sampled negative), ce (softmax over the catalog) or gbce (default: bce)."
+    ),
     l2_grid: str = typer.Option(
         None, "--l2-grid", help="Comma-separated L2 values; keeps the best by validation HR@1."
     ),
@@ -60,10 +65,16 @@ def train(
     override: list[str] = typer.Option(None, "--set", help="SRConfig field key=value (repeatable)."),
     force: bool = FORCE_OUT,
 ) -> None:
-    """Train an SR model with BCE + one sampled negative, early stopping on validation HR@1."""
+    """Train an SR model, early stopping on validation HR@1 (every validation row).
+
+    The loss is BCE with one sampled negative (the paper's; default), softmax cross-entropy over the whole
+    catalog (--loss ce) or gSASRec's calibrated BCE with 256 sampled negatives (--loss gbce); tune them with
+    --set negatives=..., gbce_t=..., ce_sampled_above=..., min_epochs=...
+    """
     values = {
         "model": model,
         "l2": l2,
+        "loss": loss,
         "l2_grid": _float_list(l2_grid, "--l2-grid") if l2_grid else None,
         "max_epochs": epochs,
         "patience": patience,
@@ -78,9 +89,14 @@ def train(
 
     checkpoint = train_sr(sr_config, data, out, resume=resume, progress=progress, force=force)
     record = read_sr_config(checkpoint)["training"]
+    if "chosen" in record:  # a count model: hyperparameters chosen on validation, no epochs
+        found = ", ".join(f"{name} {value:g}" for name, value in record["chosen"].items()) or "no hyperparameters"
+        where = f"with {found} (best of {len(record['grid'])} on {record['val_rows']} validation rows)"
+    else:
+        where = f"at epoch {record['best_epoch']} of {record['epoch']}"
     console.print(
-        f"{sr_config.model}: best validation HR@1 {record['val_hr@1']:.4f} at epoch {record['best_epoch']}"
-        f" of {record['epoch']} ({record['seconds']:.0f} s). Checkpoint: [bold]{escape(str(checkpoint))}[/]"
+        f"{sr_config.model}: best validation HR@1 {record['val_hr@1']:.4f} {where} ({record['seconds']:.0f} s)."
+        f" Checkpoint: [bold]{escape(str(checkpoint))}[/]"
     )
 
 

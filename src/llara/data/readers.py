@@ -24,6 +24,11 @@ READERS: dict[str, tuple[str, str, str]] = {
     "movielens-download": ("movielens", "download_movielens", "ML-100K zip from GroupLens (sha256 checked, cached)"),
     "steam": ("steam", "read_steam", "Steam reviews + games (steam_reviews.json.gz, steam_games.json.gz)"),
     "lastfm": ("lastfm", "read_lastfm", "LastFM HetRec 2011 (user_taggedartists-timestamps.dat, artists.dat)"),
+    "amazon-sasrec": (
+        "amazon",
+        "read_amazon_sasrec",
+        "a SASRec-preprocessed log (e.g. Amazon Video.txt: `user item` per line, in time order; titles synthesised)",
+    ),
     "tabular": ("tabular", "read_tabular", "your CSV/Parquet interactions + CSV titles (--path to the interactions)"),
     "synthetic": ("synthetic", "synthetic_interactions", "planted-pattern data for tests and smoke runs"),
 }

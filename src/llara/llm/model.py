@@ -17,6 +17,8 @@ An export folder (``save`` / ``load``) holds::
     sr/                         the frozen SR backbone (models whose tokens or gate need its history state)
     evidence/<k>/               further frozen SR backbones whose evidence the tokens also carry
                                 (``train.evidence_checkpoints``; k = 1, 2, ...)
+    prior_sr/                   the SR checkpoint whose scores the SR prior adds, when it is not ``sr/``
+                                (``train.prior_checkpoint``; any model, count-based ones included)
     item_embeddings.safetensors the frozen SR item embeddings the projector reads
     titles.json                 item titles by dense item id
 """
@@ -59,6 +61,7 @@ PROJECTOR_FILES = {
 TRAINED_FILES = {**PROJECTOR_FILES, "gate": GATE_FILE, "sr_prior": PRIOR_FILE}
 SR_DIR = "sr"
 EVIDENCE_DIR = "evidence"
+PRIOR_SR_DIR = "prior_sr"
 #: interaction vectors (SR history state x candidate output row, elementwise) are scaled by this before
 #: their projector: the terms are small (they sum to the SR score), and a unit-scale input trains faster
 INTERACTION_SCALE = 8.0
@@ -102,7 +105,8 @@ class LlaraModel(nn.Module):
     recommender's evidence (``user_token``, ``answer_token``): ``sr`` (the frozen SR backbone),
     ``user_projector`` and ``answer_projector``; with ``model.adapter: moe-lora``: ``gate`` (SR history
     state -> expert weights) and ``mixture`` (the :class:`~llara.llm.moe_lora.ExpertWeights` its layers read);
-    with ``model.sr_prior``: ``sr_prior`` (:class:`~llara.llm.prior.SRPrior`, added to every verdict).
+    with ``model.sr_prior``: ``sr_prior`` (:class:`~llara.llm.prior.SRPrior`, added to every verdict) and,
+    when the prior reads another recommender than ``sr``, ``prior_source`` (frozen; ``train.prior_checkpoint``).
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class LlaraModel(nn.Module):
         answer_projector: Projector | None = None,
         gate: Gate | None = None,
         sr_prior: SRPrior | None = None,
+        prior_source: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.llm = llm
@@ -132,8 +137,9 @@ class LlaraModel(nn.Module):
         self.projector = projector
         self.user_token = bool(self.info.get("user_token", False))
         self.answer_token = str(self.info.get("answer_token", "none"))
-        _check_evidence(self.user_token, self.answer_token, sr, sr_prior is not None)
+        _check_evidence(self.user_token, self.answer_token, sr, sr_prior is not None, prior_source is not None)
         self.sr = sr.requires_grad_(False).eval() if sr is not None else None
+        self.prior_source = prior_source.requires_grad_(False).eval() if prior_source is not None else None
         self.user_projector = user_projector
         self.answer_projector = answer_projector
         self.gate = gate
@@ -158,6 +164,7 @@ class LlaraModel(nn.Module):
         item_embeddings: torch.Tensor | None = None,
         attention: str | None = None,
         evidence_checkpoints: Sequence[str | Path] = (),
+        prior_checkpoint: str | Path | None = None,
     ) -> LlaraModel:
         """A fresh model for prepared ``data``: base LLM, placeholders, LoRA (when ``lora``), projector.
 
@@ -166,14 +173,17 @@ class LlaraModel(nn.Module):
         tokens and must have one row per item of ``data``. ``attention`` is the attention kernel
         (``llara.llm.device.choose_attention``). ``evidence_checkpoints`` are further SR backbones whose
         state and output rows user tokens, interaction answer tokens and gates read beside the primary one's
-        (:class:`~llara.sr.stack.BackboneStack`). Whatever ``model_config.dtype`` the frozen base has, the
+        (:class:`~llara.sr.stack.BackboneStack`). ``prior_checkpoint`` is the SR checkpoint whose scores
+        ``model.sr_prior`` adds (default: ``sr_checkpoint``'s). Whatever ``model_config.dtype`` the frozen base has, the
         trainable weights (LoRA, projectors) are float32: the optimizer's master weights.
         """
         from llara.llm.loader import load_base_model
 
         mode = prompts.check_mode(model_config.prompt_mode)
         domain = model_config.domain or data.domain
-        evidence = model_config.user_token or model_config.answer_token != "none" or model_config.sr_prior
+        prior_source = _prior_source(prior_checkpoint, model_config.sr_prior, data.num_items)
+        tokens = model_config.user_token or model_config.answer_token != "none"
+        evidence = tokens or (model_config.sr_prior and prior_source is None)
         moe = lora and model_config.adapter == "moe-lora"
         primary = _load_sr(sr_checkpoint, data.num_items)
         embeddings = _resolve_embeddings(primary, item_embeddings, data.num_items, mode, evidence)
@@ -210,6 +220,7 @@ class LlaraModel(nn.Module):
             "dtype": model_config.dtype,
             "sr_checkpoint": str(sr_checkpoint) if sr_checkpoint is not None else None,
             "evidence_checkpoints": [str(path) for path in evidence_checkpoints],
+            "prior_checkpoint": str(prior_checkpoint) if prior_source is not None else None,
             "prompt_mode": mode,
             "domain": domain,
             "data_dir": str(data.root),
@@ -224,6 +235,7 @@ class LlaraModel(nn.Module):
         model = cls(
             llm, tokenizer, embeddings, data.titles, mode, domain, info,
             projector, sr, user_projector, answer_projector, gate, SRPrior() if model_config.sr_prior else None,
+            prior_source,
         )
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
@@ -269,9 +281,12 @@ class LlaraModel(nn.Module):
         sr_prior = None
         if info.get("sr_prior"):
             sr_prior = load_prior(_read_safetensors(export_dir / PRIOR_FILE, "the SR prior"), export_dir / PRIOR_FILE)
+        prior_source = None
+        if (export_dir / PRIOR_SR_DIR).is_dir():
+            prior_source = _load_sr(export_dir / PRIOR_SR_DIR, len(titles))
         model = cls(
             llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, gate=gate,
-            sr_prior=sr_prior, **projectors,
+            sr_prior=sr_prior, prior_source=prior_source, **projectors,
         )
         return model.eval()
 
@@ -299,6 +314,10 @@ class LlaraModel(nn.Module):
                 save_sr(members[0], tmp / SR_DIR)
                 for k, member in enumerate(members[1:], start=1):
                     save_sr(member, tmp / EVIDENCE_DIR / str(k))
+            if self.prior_source is not None:
+                from llara.sr.checkpoint import save_sr
+
+                save_sr(self.prior_source, tmp / PRIOR_SR_DIR)
             if self.item_embeddings.numel():
                 save_file({"item_embeddings": self.item_embeddings.contiguous()}, str(tmp / EMBEDDINGS_FILE))
             (tmp / TITLES_FILE).write_text(json.dumps(self.titles, ensure_ascii=False), encoding="utf-8")
@@ -395,10 +414,11 @@ class LlaraModel(nn.Module):
         return self._pad(sequences, [None] * len(sequences), padding_side, rows, mode)
 
     def train(self, mode: bool = True) -> LlaraModel:
-        """Set training mode; the frozen SR backbone always stays in eval mode (no dropout)."""
+        """Set training mode; the frozen SR backbone and prior source always stay in eval mode (no dropout)."""
         super().train(mode)
-        if self.sr is not None:
-            self.sr.eval()
+        for frozen in (self.sr, self.prior_source):
+            if frozen is not None:
+                frozen.eval()
         return self
 
     def encode_training(self, rows: Sequence[Mapping], mode: str | None = None) -> dict[str, torch.Tensor]:
@@ -561,17 +581,21 @@ class LlaraModel(nn.Module):
         if self.sr_prior is None:
             raise LlaraError("this model has no SR prior: only model.sr_prior=true models add one")
         history = _require(history, "the SR prior").to(items.device)
+        source = self.prior_source if self.prior_source is not None else self.backbone
         with torch.no_grad():
-            scores = self.backbone.score(history, items)
+            scores = source.score(history.to(source.device), items.to(source.device)).to(items.device)
         return self.sr_prior(scores, real)
 
     def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
-        """The rows' histories as ``[B, L]`` padded with ``num_items`` (for the SR backbone), or ``None``."""
-        if self.sr is None:
+        """The rows' histories as ``[B, L]`` padded with ``num_items`` (for the SR backbone and the prior's
+        source), or ``None`` when the model reads neither."""
+        readers = [module for module in (self.sr, self.prior_source) if module is not None]
+        if not readers:
             return None
         from llara.sr.base import pad_histories
 
-        return pad_histories([list(row["history"]) for row in rows], self.sr.max_len, self.sr.num_items)
+        width = max(module.max_len for module in readers)
+        return pad_histories([list(row["history"]) for row in rows], width, readers[0].num_items)
 
     # ----------------------------------------------------------------- helpers
 
@@ -664,14 +688,19 @@ def _embedding_matrices(llm: nn.Module) -> list[torch.Tensor]:
     return [inputs, outputs.weight]
 
 
-def _check_evidence(user_token: bool, answer_token: str, sr: nn.Module | None, sr_prior: bool) -> None:
-    """User tokens, interaction answer tokens and the SR prior read the SR backbone: it must be there."""
+def _check_evidence(
+    user_token: bool, answer_token: str, sr: nn.Module | None, sr_prior: bool, prior_source: bool = False
+) -> None:
+    """User tokens, interaction answer tokens and the SR prior read the SR backbone (the prior: or its own
+    source): it must be there."""
     if answer_token not in ("none", "item", "interaction"):
         raise LlaraError(f"answer_token {answer_token!r} is not one of none, item, interaction")
     if (user_token or answer_token == "interaction") and sr is None:
         raise LlaraError("user and interaction answer tokens need the SR backbone: set train.sr_checkpoint")
-    if sr_prior and sr is None:
-        raise LlaraError("model.sr_prior adds the SR backbone's candidate scores: set train.sr_checkpoint")
+    if sr_prior and sr is None and not prior_source:
+        raise LlaraError(
+            "model.sr_prior adds the SR backbone's candidate scores: set train.sr_checkpoint or train.prior_checkpoint"
+        )
 
 
 def _require(state: torch.Tensor | None, what: str) -> torch.Tensor:
@@ -695,6 +724,15 @@ def _load_sr(checkpoint: str | Path | None, num_items: int) -> nn.Module | None:
     from llara.sr.checkpoint import load_sr
 
     return load_sr(checkpoint, num_items=num_items).float()
+
+
+def _prior_source(checkpoint: str | Path | None, sr_prior: bool, num_items: int) -> nn.Module | None:
+    """The recommender ``train.prior_checkpoint`` names (None without one); only read with ``model.sr_prior``."""
+    if checkpoint is None:
+        return None
+    if not sr_prior:
+        raise LlaraError("train.prior_checkpoint names the SR prior's source: set model.sr_prior=true or drop it")
+    return _load_sr(checkpoint, num_items)
 
 
 def _backbone(primary: nn.Module | None, num_items: int, evidence: Sequence[str | Path] = ()) -> nn.Module:
@@ -765,8 +803,8 @@ def _resolve_embeddings(
 ) -> torch.Tensor | None:
     """The frozen item embeddings of the SR backbone ``sr`` or a given tensor; checked against the data's
     item count."""
-    if sr is not None:
-        with torch.no_grad():
+    if sr is not None and (not getattr(sr, "score_only", False) or prompts.uses_behavior_tokens(mode)):
+        with torch.no_grad():  # a count model has no embeddings: behavioral tokens get its clear error
             item_embeddings = sr.item_embeddings().detach().float()
     if item_embeddings is None:
         if prompts.uses_behavior_tokens(mode):

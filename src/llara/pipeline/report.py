@@ -195,6 +195,20 @@ def _gate_section(run_dir: Path, index: RunIndex) -> list[str]:
     return [*lines, ""]
 
 
+def _reference_pick(index: RunIndex) -> list[str]:
+    """With ``reference: best-sr``: which sr variant it resolved to, on what validation HR@1."""
+    pick = index.reference_pick
+    if not pick:
+        return []
+
+    def figure(value: float | None) -> str:
+        return "none recorded" if value is None else f"{value:.4f}"
+
+    candidates = ", ".join(f"`{name}` {figure(value)}" for name, value in (pick.get("candidates") or {}).items())
+    return [f"Reference (`reference: best-sr`): `{pick['variant']}`, the sr variant with the highest validation "
+            f"HR@1 ({candidates}).", ""]
+
+
 def _render_markdown(
     run_dir: Path,
     index: RunIndex,
@@ -203,7 +217,7 @@ def _render_markdown(
     paired_section: list[str],
     tables: Sequence[Path],
 ) -> str:
-    parts = [f"# Run `{index.name}`", "", f"Created {index.created}.", ""]
+    parts = [f"# Run `{index.name}`", "", f"Created {index.created}.", "", *_reference_pick(index)]
     parts += ["## Results", "",
               "Mean with 95% confidence interval. HR@1 counts every row (the published figure); HR@1 valid",
               "counts only rows whose generated answer names a candidate. SR baselines and the ranking",

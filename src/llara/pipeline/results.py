@@ -34,7 +34,9 @@ class VariantEntry:
     evaluation (:mod:`llara.evaluation.catalog`) when it has one; ``train_log``: its training log when
     tuned; ``behavioral``: whether its prompts can carry behavioral tokens; ``schedule``: its training
     schedule (``train.schedule``) when tuned; ``seed``: the training seed of this entry when the variant
-    lists ``seeds`` (then the index holds one entry per seed, same ``name``).
+    lists ``seeds`` (then the index holds one entry per seed, same ``name``); ``prior``: when its SR prior
+    reads another sr variant's backbone (``prior_from``), that variant and its validation HR@1
+    (``{"variant", "val_hr@1"}``, with every candidate's figure under ``candidates`` for ``prior_from: best``).
     """
 
     name: str
@@ -46,6 +48,7 @@ class VariantEntry:
     behavioral: bool = False
     schedule: str | None = None
     seed: int | None = None
+    prior: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -62,12 +65,15 @@ class VariantEntry:
 @dataclass(frozen=True)
 class RunIndex:
     """The run index (``run.json``): the run's name, when it was written, its variants in order, and the
-    variant the others are compared with row by row."""
+    variant the others are compared with row by row; ``reference_pick``: how ``reference: best-sr`` was
+    resolved (``{"rule": "best-sr", "variant", "val_hr@1", "candidates": {sr variant: its validation HR@1}}``),
+    None for a named reference."""
 
     name: str
     created: str
     variants: list[VariantEntry]
     reference: str | None = None
+    reference_pick: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,9 @@ def load_index(run_dir: Path) -> RunIndex:
         raise LlaraError(f"{run_dir} is not a run folder (no {RUN_INDEX}); run `llara run CONFIG` first")
     data = read_json(run_dir / RUN_INDEX)
     variants = [VariantEntry.from_json(entry) for entry in data["variants"]]
-    return RunIndex(data["name"], data.get("created", "?"), variants, data.get("reference"))
+    return RunIndex(
+        data["name"], data.get("created", "?"), variants, data.get("reference"), data.get("reference_pick")
+    )
 
 
 def variant_groups(index: RunIndex) -> dict[str, list[VariantEntry]]:

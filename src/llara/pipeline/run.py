@@ -14,6 +14,10 @@ Everything lands in one run folder (default ``runs/<name>``) as hash-keyed stage
 A variant with ``seeds`` has these stages once per seed (``train-<variant>-seed<s>``, ``eval-<variant>-seed<s>``,
 the SR backbone of an sr variant ``sr-<model>-seed<s>``) and one run-index entry per seed.
 
+``prior_from: best`` (a llara variant's SR prior) and ``reference: best-sr`` pick the sr variant whose backbone
+(its first seed's, when it has seeds) has the highest validation HR@1 (``training.val_hr@1`` of its
+checkpoint's config.json; ties: the earlier variant); the picks are printed and recorded in the run index.
+
 Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.md`` and ``plots/``.
 """
 
@@ -29,7 +33,15 @@ from typing import Any
 
 from rich.console import Console
 
-from llara.config import ExperimentConfig, RunConfig, SRConfig, VariantConfig, dump_config
+from llara.config import (
+    BEST_PRIOR,
+    BEST_SR_REFERENCE,
+    ExperimentConfig,
+    RunConfig,
+    SRConfig,
+    VariantConfig,
+    dump_config,
+)
 from llara.errors import LlaraError
 from llara.pipeline.environment import environment_info
 from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint, with_constrained
@@ -50,9 +62,28 @@ from llara.pipeline.stages import Builder, StageResult, StageStore, config_spec,
 from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
-PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint", "evidence_checkpoints"})
+PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint", "evidence_checkpoints", "prior_checkpoint"})
 #: eval-section fields only the catalog-wide evaluation reads (they do not key the frozen evaluation)
 CATALOG_FIELDS = frozenset({"candidates", "retrieve", "blend", "blend_grid", "blend_rows"})
+
+
+@dataclass(frozen=True)
+class SRPick:
+    """The sr variant whose backbone a variant reads (``prior_from``) or the run compares with (``best-sr``):
+    its name, its backbone's stage, that backbone's validation HR@1 (None when its checkpoint records none)
+    and, when picked as the best, every candidate's figure."""
+
+    name: str
+    stage: StageResult
+    val_hr1: float | None
+    candidates: dict[str, float | None] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the run index keeps of the pick."""
+        picked: dict[str, Any] = {"variant": self.name, "val_hr@1": self.val_hr1}
+        if self.candidates is not None:
+            picked["candidates"] = self.candidates
+        return picked
 
 
 @dataclass(frozen=True)
@@ -84,21 +115,26 @@ def run_pipeline(
     they start from (``after``) and the reference; the other variants' stages stay untouched on disk.
     """
     resolved_variants = config.resolved_variants()
-    backbones = {variant.name: resolved.sr for variant, resolved in resolved_variants if variant.kind == "sr"}
+    # sr variant name -> the SR config of its backbone (its first seed's): what evidence_from, prior_from and
+    # best-sr read
+    backbones = {variant.name: variant.seeded(resolved)[0][1].sr
+                 for variant, resolved in resolved_variants if variant.kind == "sr"}
     planned = select_variants(resolved_variants, only, config.reference_variant())
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
     sr_names = sr_stage_names(
         [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
         + [backbones[name] for variant, _ in planned for name in variant.evidence_from]
+        + [backbones[name] for variant, _ in planned for name in prior_candidates(variant, backbones)]
     )
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
     run_dir.mkdir(parents=True, exist_ok=True)
     pipeline = _Pipeline(store, progress, backbones)
     data = pipeline.data(config)
+    best = pipeline.best_sr(data, sr_names, "reference: best-sr") if config.reference == BEST_SR_REFERENCE else None
     entries = [entry for variant, resolved in planned for entry in pipeline.variant(variant, resolved, data, sr_names)]
-    _write_run_files(run_dir, config, entries)
+    _write_run_files(run_dir, config, entries, best)
     report, rows = write_report(run_dir)
     return RunOutcome(run_dir, report, rows, pipeline.results)
 
@@ -107,14 +143,19 @@ def select_variants(
     planned: list[tuple[VariantConfig, ExperimentConfig]], only: Collection[str], reference: str
 ) -> list[tuple[VariantConfig, ExperimentConfig]]:
     """The variants matching a pattern of ``only`` (all if it is empty), with their ``after`` chains and
-    the reference, in the config's order; a pattern matching no variant is an error."""
+    the reference (every sr variant when the reference is ``best-sr``, still to be picked among them), in the
+    config's order; a pattern matching no variant is an error."""
     if not only:
         return planned
     by_name = {variant.name: variant for variant, _ in planned}
     unmatched = [pattern for pattern in only if not fnmatch.filter(by_name, pattern)]
     if unmatched:
         raise LlaraError(f"--only {', '.join(unmatched)}: no such variant (variants: {', '.join(by_name)})")
-    keep = {name for name in by_name if any(fnmatch.fnmatchcase(name, pattern) for pattern in only)} | {reference}
+    keep = {name for name in by_name if any(fnmatch.fnmatchcase(name, pattern) for pattern in only)}
+    if reference == BEST_SR_REFERENCE:
+        keep |= {name for name, variant in by_name.items() if variant.kind == "sr"}
+    else:
+        keep.add(reference)
     pending = list(keep)
     while pending:
         after = by_name[pending.pop()].after
@@ -130,12 +171,45 @@ def is_run_folder(path: Path) -> bool:
 
 
 def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
-    """Whether a variant reads a trained SR backbone (SR baselines, behavioral, user or answer tokens,
-    MoE-LoRA gates)."""
+    """Whether a variant reads a trained SR backbone of its own (SR baselines, behavioral, user or answer tokens,
+    MoE-LoRA gates, the SR prior unless ``prior_from`` names the backbone it reads)."""
     if variant.kind == "sr":
         return True
-    evidence = config.model.user_token or config.model.answer_token != "none" or config.model.adapter == "moe-lora"
+    own_prior = config.model.sr_prior and variant.prior_from is None
+    evidence = (config.model.user_token or config.model.answer_token != "none" or config.model.adapter == "moe-lora"
+                or own_prior)
     return variant.kind == "llara" and (uses_behavior_tokens(config.model.prompt_mode) or evidence)
+
+
+def prior_candidates(variant: VariantConfig, backbones: dict[str, SRConfig]) -> list[str]:
+    """The sr variants whose backbones a variant's ``prior_from`` needs trained: the one it names, every one
+    for ``best``, none without it."""
+    if variant.prior_from is None:
+        return []
+    return list(backbones) if variant.prior_from == BEST_PRIOR else [variant.prior_from]
+
+
+def validation_hr1(checkpoint: Path) -> float | None:
+    """An SR checkpoint's validation HR@1 (``training.val_hr@1`` of its config.json); None when it records
+    none (an imported checkpoint)."""
+    from llara.sr.checkpoint import read_sr_config
+
+    training = read_sr_config(checkpoint).get("training")
+    figure = training.get("val_hr@1") if isinstance(training, dict) else None
+    return float(figure) if isinstance(figure, (int, float)) else None
+
+
+def pick_best(figures: dict[str, float | None], what: str) -> str:
+    """The name with the highest validation HR@1 in ``figures`` (in config order; ties: the earlier one);
+    names without a figure are not eligible, and an error names ``what`` asked when none is."""
+    eligible = {name: figure for name, figure in figures.items() if figure is not None}
+    if not eligible:
+        raise LlaraError(
+            f"{what} picks the sr variant with the highest validation HR@1, and none of "
+            f"{', '.join(figures)} records one (training.val_hr@1 in its checkpoint's config.json; imported "
+            "checkpoints lack it): name the variant instead"
+        )
+    return max(eligible, key=lambda name: eligible[name])  # max keeps the first of equal figures
 
 
 def sr_json(config: SRConfig) -> str:
@@ -190,8 +264,8 @@ def ranks_catalog(variant: VariantConfig, config: ExperimentConfig) -> bool:
     return "retrieved" in config.eval.candidates and variant.kind != "zero-shot" and needs_sr(variant, config)
 
 
-def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
-    """One line saying what a variant is (for the report)."""
+def describe(variant: VariantConfig, config: ExperimentConfig, prior: str | None = None) -> str:
+    """One line saying what a variant is (for the report); ``prior``: the sr variant ``prior_from`` resolved to."""
     if variant.kind == "sr":
         return f"SR baseline {config.sr.model}"
     if variant.kind == "zero-shot":
@@ -202,6 +276,9 @@ def describe(variant: VariantConfig, config: ExperimentConfig) -> str:
         evidence += f", {config.model.answer_token} answer tokens"
     if variant.evidence_from:
         evidence += f" (also from {', '.join(variant.evidence_from)})"
+    if variant.prior_from:
+        picked = " (best validation HR@1)" if variant.prior_from == BEST_PRIOR and prior else ""
+        evidence += f", SR prior from {prior or variant.prior_from}{picked}"
     start = f", from {variant.after}" if variant.after else ""
     adapter = f"MoE-LoRA ({config.model.experts} experts)" if config.model.adapter == "moe-lora" else "LoRA"
     return (
@@ -216,9 +293,10 @@ class _Pipeline:
     def __init__(self, store: StageStore, progress: bool, backbones: dict[str, SRConfig]) -> None:
         self.store = store
         self.progress = progress
-        self.backbones = backbones  # sr variant name -> its SR config (what evidence_from names)
+        self.backbones = backbones  # sr variant name -> its (first seed's) SR config (what evidence_from names)
         self.results: list[StageResult] = []
         self.sr_done: dict[str, StageResult] = {}
+        self.best: SRPick | None = None
         self.trained: dict[tuple[str, int | None], StageResult] = {}
 
     def _stage(self, name: str, spec: dict[str, Any], build: Builder, label: str | None = None) -> StageResult:
@@ -253,6 +331,35 @@ class _Pipeline:
             self.sr_done[key] = self._stage(names[key], spec, build, label)
         return self.sr_done[key]
 
+    def backbone(self, name: str, data: StageResult, sr_names: dict[str, str]) -> SRPick:
+        """The backbone of sr variant ``name`` (trained or reused) with its validation HR@1."""
+        stage = self.sr(self.backbones[name], data, sr_names)
+        return SRPick(name, stage, validation_hr1(stage.output))
+
+    def best_sr(self, data: StageResult, sr_names: dict[str, str], what: str) -> SRPick:
+        """The sr variant whose backbone has the highest validation HR@1 (training every sr variant's backbone
+        first; ``what`` asked for it); picked once per invocation and printed."""
+        if self.best is None:
+            picks = [self.backbone(name, data, sr_names) for name in self.backbones]
+            figures = {pick.name: pick.val_hr1 for pick in picks}
+            chosen = next(pick for pick in picks if pick.name == pick_best(figures, what))
+            self.best = SRPick(chosen.name, chosen.stage, chosen.val_hr1, figures)
+            others = ", ".join(f"{name} {_figure(figure)}" for name, figure in figures.items() if name != chosen.name)
+            self.store.console.print(
+                f"[bold]best SR[/]  {chosen.name}: validation HR@1 {_figure(chosen.val_hr1)}"
+                + (f" [dim](others: {others})[/]" if others else ""),
+                highlight=False,
+            )
+        return self.best
+
+    def prior(self, variant: VariantConfig, data: StageResult, sr_names: dict[str, str]) -> SRPick | None:
+        """The backbone whose scores a variant's SR prior adds (``prior_from``), None for its own."""
+        if variant.prior_from is None:
+            return None
+        if variant.prior_from == BEST_PRIOR:
+            return self.best_sr(data, sr_names, f"variant {variant.name!r}: prior_from=best")
+        return self.backbone(variant.prior_from, data, sr_names)
+
     def variant(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
     ) -> list[VariantEntry]:
@@ -271,13 +378,16 @@ class _Pipeline:
         run = f"{variant.name}{seed_suffix(seed)}"
         sr = self.sr(config.sr, data, sr_names) if needs_sr(variant, config) else None
         trained: dict[str, Any] = {}
+        prior = None
         llm_protocols = with_constrained(config.eval.protocols, config.eval.constrained)
         if variant.kind == "sr":
             target: dict[str, Any] = {"checkpoint": sr.output, "protocols": [SR_PROTOCOL]}
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
             evidence = [self.sr(self.backbones[name], data, sr_names) for name in variant.evidence_from]
-            stage = self.train(run, config, data, sr, self.trained.get((variant.after or "", seed)), evidence)
+            prior = self.prior(variant, data, sr_names)
+            parent = self.trained.get((variant.after or "", seed))
+            stage = self.train(run, config, data, sr, parent, evidence, prior.stage if prior else None)
             self.trained[(variant.name, seed)] = stage
             target = {"checkpoint": stage.output / EXPORT_DIR, "protocols": llm_protocols}
             identity = {"train": stage.output_id}
@@ -285,6 +395,7 @@ class _Pipeline:
                 "train_log": _relative(stage.output / TRAIN_LOG, self.store.root),
                 "behavioral": uses_behavior_tokens(config.model.prompt_mode),
                 "schedule": config.train.schedule,
+                "prior": prior.record() if prior else None,
             }
         else:
             target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": llm_protocols}
@@ -296,8 +407,8 @@ class _Pipeline:
         if ranks_catalog(variant, config):
             ranked = self.catalog(run, config, data, target["checkpoint"], identity)
             outputs["catalog"] = _relative(ranked.output / METRICS_FILE, self.store.root)
-        return VariantEntry(variant.name, variant.kind, description=describe(variant, config), seed=seed,
-                            **outputs, **trained)
+        description = describe(variant, config, prior.name if prior else None)
+        return VariantEntry(variant.name, variant.kind, description=description, seed=seed, **outputs, **trained)
 
     def evaluate(
         self, name: str, config: ExperimentConfig, data: StageResult, target: dict[str, Any], identity: dict[str, Any]
@@ -335,9 +446,11 @@ class _Pipeline:
         sr: StageResult | None,
         parent: StageResult | None = None,
         evidence: Sequence[StageResult] = (),
+        prior: StageResult | None = None,
     ) -> StageResult:
         """LoRA + projector tuning of one ``llara`` variant's seed ``run`` (from ``parent``'s export when it has
-        one; reading the ``evidence`` backbones' stages beside ``sr``)."""
+        one; reading the ``evidence`` backbones' stages beside ``sr``; its SR prior adding ``prior``'s scores
+        when given, else ``sr``'s)."""
         from llara.training.loop import train
 
         spec = {
@@ -351,11 +464,14 @@ class _Pipeline:
         }
         if evidence:
             spec["evidence"] = [stage.output_id for stage in evidence]
+        if prior is not None:  # only when set, so the stages of variants without prior_from keep their keys
+            spec["prior"] = prior.output_id
 
         def build(out: Path, resume: bool) -> None:
             placed = config.train.model_copy(update={
                 "data_dir": str(data.output), "sr_checkpoint": str(sr.output) if sr else None, "out_dir": str(out),
                 "evidence_checkpoints": [str(stage.output) for stage in evidence],
+                "prior_checkpoint": str(prior.output) if prior else None,
                 "init_from": str(parent.output / EXPORT_DIR) if parent else config.train.init_from})
             train(config.model_copy(update={"train": placed}), resume=resume, progress=self.progress)
 
@@ -366,9 +482,17 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _write_run_files(run_dir: Path, config: RunConfig, entries: list[VariantEntry]) -> None:
+def _figure(figure: float | None) -> str:
+    return "none recorded" if figure is None else f"{figure:.4f}"
+
+
+def _write_run_files(run_dir: Path, config: RunConfig, entries: list[VariantEntry], best: SRPick | None) -> None:
+    """run.json (the reference resolved: ``best`` is the pick of ``reference: best-sr``), config.yaml and
+    environment.json."""
     created = dt.datetime.now().isoformat(timespec="seconds")
-    write_index(run_dir, RunIndex(config.name, created, entries, config.reference_variant()))
+    reference = config.reference_variant(best.name if best else None)
+    picked = {"rule": BEST_SR_REFERENCE, **best.record()} if best else None
+    write_index(run_dir, RunIndex(config.name, created, entries, reference, picked))
     with atomic_file(run_dir / RUN_CONFIG) as handle:
         handle.write(dump_config(config))
     with atomic_file(run_dir / ENVIRONMENT) as handle:

@@ -194,7 +194,7 @@ class Recommender:
         from llara.sr.base import pad_histories
 
         padded = pad_histories([history], self.backbone.max_len, self.backbone.num_items)
-        device = self.backbone.output.weight.device
+        device = self.backbone.device
         with torch.no_grad():
             scores = self.backbone.score(padded.to(device), torch.tensor([list(candidates)], device=device))
         return scores[0].double().cpu().tolist()

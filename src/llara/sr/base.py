@@ -28,6 +28,33 @@ def pad_histories(histories: Sequence[Sequence[int]], max_len: int, pad_id: int)
     return out
 
 
+def canonical_window(history: torch.Tensor, num_items: int, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last ``max_len`` real items of each history (any padding with ``num_items``), right-padded to
+    ``[B, max_len]``, and their counts ``[B]``; clear errors for bad shapes, ids and empty rows."""
+    if history.dim() != 2:
+        raise LlaraError(f"history must be a [batch, length] tensor of item ids; got shape {tuple(history.shape)}")
+    history = history.long()
+    bad = (history < 0) | (history > num_items)
+    if bad.any():
+        row = int(bad.any(dim=1).nonzero()[0])
+        raise LlaraError(f"history row {row} holds an id outside 0..{num_items} (pad = {num_items})")
+    real = history != num_items
+    lengths = real.sum(dim=1)
+    if (lengths == 0).any():
+        row = int((lengths == 0).nonzero()[0])
+        raise LlaraError(f"history row {row} is empty: a sequential recommender needs at least one item")
+    # Stable sort moves real items to the front in their original order.
+    order = torch.sort((~real).to(torch.int8), dim=1, stable=True).indices
+    packed = history.gather(1, order)
+    start = (lengths - max_len).clamp(min=0)
+    cols = start[:, None] + torch.arange(max_len, device=history.device)[None, :]
+    kept = lengths.clamp(max=max_len)
+    valid = torch.arange(max_len, device=history.device)[None, :] < kept[:, None]
+    cols = cols.clamp(max=packed.shape[1] - 1)
+    window = torch.where(valid, packed.gather(1, cols), torch.full_like(cols, num_items))
+    return window, kept
+
+
 class SequentialRecommender(nn.Module):
     """A next-item model over items ``0..num_items-1``; ``num_items`` is also the padding id.
 
@@ -64,28 +91,12 @@ class SequentialRecommender(nn.Module):
 
     def window(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Canonical right-padded ``[B, max_len]`` window of the last real items, and their counts ``[B]``."""
-        if history.dim() != 2:
-            raise LlaraError(f"history must be a [batch, length] tensor of item ids; got shape {tuple(history.shape)}")
-        history = history.long()
-        bad = (history < 0) | (history > self.num_items)
-        if bad.any():
-            row = int(bad.any(dim=1).nonzero()[0])
-            raise LlaraError(f"history row {row} holds an id outside 0..{self.num_items} (pad = {self.num_items})")
-        real = history != self.num_items
-        lengths = real.sum(dim=1)
-        if (lengths == 0).any():
-            row = int((lengths == 0).nonzero()[0])
-            raise LlaraError(f"history row {row} is empty: a sequential recommender needs at least one item")
-        # Stable sort moves real items to the front in their original order.
-        order = torch.sort((~real).to(torch.int8), dim=1, stable=True).indices
-        packed = history.gather(1, order)
-        start = (lengths - self.max_len).clamp(min=0)
-        cols = start[:, None] + torch.arange(self.max_len, device=history.device)[None, :]
-        kept = lengths.clamp(max=self.max_len)
-        valid = torch.arange(self.max_len, device=history.device)[None, :] < kept[:, None]
-        cols = cols.clamp(max=packed.shape[1] - 1)
-        window = torch.where(valid, packed.gather(1, cols), torch.full_like(cols, self.num_items))
-        return window, kept
+        return canonical_window(history, self.num_items, self.max_len)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live (histories are moved there before scoring)."""
+        return self.output.weight.device
 
     def encode(self, window: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Hidden state ``[B, hidden_size()]`` for canonical windows (see :meth:`window`)."""

@@ -33,7 +33,7 @@ def retrieve(
     """The ``n`` best-scored items of the catalog per history, history items excluded (see the module)."""
     if n < 1:
         raise LlaraError(f"the number of items to retrieve must be at least 1, got {n}")
-    device = model.output.weight.device
+    device = model.device
     out: list[Retrieval] = []
     for start in range(0, len(histories), batch_size):
         chunk = [list(history) for history in histories[start : start + batch_size]]

@@ -1,9 +1,31 @@
-"""Fitting an SR model on a prepared folder: BCE with one sampled negative per row, early stopping.
+"""Fitting an SR model on a prepared folder: BCE, softmax CE or gBCE over sampled negatives, early stopping.
 
 Every training row (history -> target; the prepared rows already enumerate each user's prefixes) is
-scored against its target and one negative drawn uniformly from the other items. Adam with L2 weight
-decay. After each epoch the model is ranked on the frozen validation candidates; the weights with the
-best validation HR@1 are kept and training stops after ``patience`` epochs without improvement.
+scored against its target and negatives by one of three losses (``SRConfig.loss``):
+
+* ``bce`` (default, the paper's): binary cross-entropy of the target and ONE negative drawn uniformly
+  from the other items, summed over the two and averaged over rows. Cheap, but with one negative SASRec
+  becomes overconfident and can stop learning early on an unfamiliar dataset (Petrov & Macdonald,
+  gSASRec, RecSys 2023).
+* ``ce``: softmax cross-entropy of the target over the whole catalog (``catalog_logits``), averaged over
+  rows. Above ``ce_sampled_above`` items it becomes a sampled softmax over the target and ``negatives``
+  items drawn uniformly (with replacement) from the other items; uniform sampling shifts every sampled
+  logit by the same log-probability, so the logQ correction is a constant and is left out.
+* ``gbce``: gSASRec's generalised BCE with ``k = negatives`` uniform negatives per row (other items, with
+  replacement) and calibration ``t = gbce_t``. With ``n = num_items - 1`` possible negatives and the
+  sampling rate ``alpha = min(1, k / n)``, ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)`` (= 1 at
+  t = 0: plain BCE with k negatives; = alpha at t = 1), and the row loss is
+  ``-(beta * log sigmoid(s+) + sum_j log sigmoid(-s_j))``: summed over the 1 + k items like ``bce`` (the
+  paper divides by 1 + k; a constant), averaged over rows.
+
+Negatives come from the run's seeded ``torch.Generator`` (``bce``: one per row for the whole epoch;
+``ce`` sampled and ``gbce``: per batch), so a resumed run draws the same ones. Adam with L2 weight decay.
+
+After each epoch the model is ranked on the frozen validation candidates: every row of the prepared
+``val`` split, which with ``val_windows`` k > 1 includes each validation user's k - 1 earlier windows
+(the summary records ``val_rows`` and ``val_windows``). The weights with the best validation HR@1 are
+kept (a tie is no improvement); training stops after ``patience`` epochs without improvement, counting
+only epochs after the first ``min_epochs``.
 
 The training state (weights, optimizer, epoch, best weights and metric, RNG states) is saved atomically
 to ``OUT/train_state.pt`` after every epoch, so ``resume=True`` continues an interrupted run and ends
@@ -15,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +52,7 @@ from llara.paths import atomic_file
 from llara.sr.base import SequentialRecommender
 from llara.sr.checkpoint import TRAIN_STATE, WEIGHTS, check_out_dir, load_sr, read_sr_config, save_sr
 from llara.sr.evaluate import hit_rate_at_1
+from llara.sr.fit_counts import fit_count_model, is_count_model
 from llara.sr.registry import build_from_config
 from llara.sr.samples import SplitTensors, split_tensors
 
@@ -42,13 +66,16 @@ def train_sr(
 ) -> Path:
     """Train ``config.model`` on ``data_dir`` into the checkpoint folder ``out_dir``; returns ``out_dir``.
 
-    With ``config.l2_grid`` set, one model per L2 value is trained (see :func:`grid_search_l2`).
+    With ``config.l2_grid`` set, one model per L2 value is trained (see :func:`grid_search_l2`). Count
+    models (pop, markov, itemknn) are fitted by ``llara.sr.fit_counts`` instead (seconds; nothing to resume).
     ``resume=True`` continues from ``out_dir/train_state.pt`` (or returns a finished ``out_dir`` as is;
     with neither, it starts afresh). An existing ``out_dir`` that is not an SR checkpoint folder is
     refused unless ``force``.
     """
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force)
+    if is_count_model(config.model):
+        return fit_count_model(config, data_dir, out_dir, force=force)
     if config.l2_grid:
         return grid_search_l2(config, data_dir, out_dir, resume=resume, progress=progress, force=force)
     state_path = out_dir / TRAIN_STATE
@@ -70,7 +97,12 @@ def train_sr(
     fit.model.load_state_dict(fit.state["best_weights"])
     save_sr(
         fit.model, out_dir, force=force, data_content_hash=data.manifest.get("content_hash"),
-        training={**fit.summary(), "train_rows": len(train)},
+        training={
+            **fit.summary(),
+            "train_rows": len(train),
+            "val_rows": len(val),
+            "val_windows": int(data.manifest.get("protocol", {}).get("val_windows", 1)),
+        },
     )
     return out_dir
 
@@ -94,6 +126,7 @@ class _Fit:
         self.model: SequentialRecommender = build_from_config(config, data.num_items)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.l2)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.objective = Objective.of(config, data.num_items)
         self.state: dict[str, Any] = {
             "epoch": 0,
             "best_hr1": -1.0,
@@ -110,13 +143,15 @@ class _Fit:
 
         config, state = self.config, self.state
         bar = tqdm(
-            total=config.max_epochs, initial=state["epoch"], desc=f"{config.model} l2={config.l2:g}",
+            total=config.max_epochs, initial=state["epoch"], desc=f"{config.model} {config.loss} l2={config.l2:g}",
             unit="epoch", disable=not progress, leave=False,
         )
         with bar:
             while state["epoch"] < config.max_epochs and state["bad_epochs"] < config.patience:
                 started = time.perf_counter()
-                loss = _run_epoch(self.model, self.optimizer, train, self.generator, config.batch_size)
+                loss = _run_epoch(
+                    self.model, self.optimizer, train, self.generator, config.batch_size, self.objective
+                )
                 hr1 = hit_rate_at_1(self.model, val)
                 self._record(loss, hr1, time.perf_counter() - started)
                 self.save()
@@ -130,7 +165,7 @@ class _Fit:
         state["history"].append({"epoch": state["epoch"], "loss": loss, "val_hr@1": hr1})
         if hr1 > state["best_hr1"]:
             state.update(best_hr1=hr1, best_epoch=state["epoch"], bad_epochs=0, best_weights=_copy_weights(self.model))
-        else:
+        elif state["epoch"] > self.config.min_epochs:
             state["bad_epochs"] += 1
 
     def save(self) -> None:
@@ -168,6 +203,8 @@ class _Fit:
         keep = ("best_epoch", "epoch", "seconds", "history")
         return {
             "config": self.config.model_dump(mode="json"),
+            "loss": self.config.loss,
+            "loss_detail": self.objective.describe(self.model.num_items),
             "val_hr@1": self.state["best_hr1"],
             **{key: self.state[key] for key in keep},
         }
@@ -190,19 +227,21 @@ def _run_epoch(
     train: SplitTensors,
     generator: torch.Generator,
     batch_size: int,
+    objective: Objective | None = None,
 ) -> float:
-    """One pass over the shuffled training rows; returns the mean loss."""
+    """One pass over the shuffled training rows with ``objective`` (default: bce); returns the mean loss."""
+    objective = objective or Objective()
     model.train()
     order = torch.randperm(len(train), generator=generator)
-    negatives = sample_negatives(train.target, model.num_items, generator)
+    negatives = sample_negatives(train.target, model.num_items, generator) if objective.loss == "bce" else None
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         hidden = model.encode(train.history[rows], train.lengths[rows])
-        logits = model.logits(hidden, torch.stack([train.target[rows], negatives[rows]], dim=1))
-        labels = torch.zeros_like(logits)
-        labels[:, 0] = 1.0
-        loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / len(rows)
+        if negatives is not None:
+            loss = _bce_one_negative(model, hidden, train.target[rows], negatives[rows])
+        else:
+            loss = objective(model, hidden, train.target[rows], generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -210,12 +249,90 @@ def _run_epoch(
     return total / len(order)
 
 
-def sample_negatives(targets: torch.Tensor, num_items: int, generator: torch.Generator) -> torch.Tensor:
-    """One item per row drawn uniformly from all items except the row's target."""
+def _bce_one_negative(
+    model: SequentialRecommender, hidden: torch.Tensor, target: torch.Tensor, negative: torch.Tensor
+) -> torch.Tensor:
+    """The paper's loss: BCE of the target and one negative, summed over the two, averaged over rows."""
+    logits = model.logits(hidden, torch.stack([target, negative], dim=1))
+    labels = torch.zeros_like(logits)
+    labels[:, 0] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / len(target)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The training loss of a run (module docstring): ``loss`` with its negatives and calibration."""
+
+    loss: str = "bce"
+    negatives: int = 1
+    gbce_t: float = 0.0
+    #: loss=ce only: sampled softmax (the catalog is larger than ce_sampled_above) instead of the full one.
+    sampled: bool = False
+
+    @classmethod
+    def of(cls, config: SRConfig, num_items: int) -> Objective:
+        """The objective ``config`` asks for on a catalog of ``num_items`` items."""
+        sampled = config.loss == "ce" and num_items > config.ce_sampled_above
+        return cls(config.loss, config.negatives, config.gbce_t, sampled)
+
+    def describe(self, num_items: int) -> str:
+        """One line for the training summary."""
+        if self.loss == "bce":
+            return "bce: binary cross-entropy, 1 uniform negative per row"
+        if self.loss == "ce" and not self.sampled:
+            return f"ce: full softmax over {num_items} items"
+        if self.loss == "ce":
+            return f"ce: sampled softmax over the target and {self.negatives} uniform negatives per row"
+        beta = gbce_beta(num_items, self.negatives, self.gbce_t)
+        return f"gbce: {self.negatives} uniform negatives per row, t={self.gbce_t:g}, beta={beta:.4f}"
+
+    def __call__(
+        self, model: SequentialRecommender, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Mean loss over the rows of one batch (states ``hidden`` [B, H], targets [B]); ``bce`` draws its one
+        negative here (training draws bce's negatives per epoch instead, see :func:`_run_epoch`)."""
+        if self.loss == "ce" and not self.sampled:
+            return F.cross_entropy(model.catalog_logits(hidden), target)
+        count = 1 if self.loss == "bce" else self.negatives
+        negatives = sample_negatives(target, model.num_items, generator, count)
+        logits = model.logits(hidden, torch.cat([target[:, None], negatives], dim=1))
+        if self.loss == "ce":
+            return F.cross_entropy(logits, torch.zeros_like(target))
+        beta = gbce_beta(model.num_items, count, self.gbce_t) if self.loss == "gbce" else 1.0
+        return gbce_loss(logits[:, 0], logits[:, 1:], beta)
+
+
+def gbce_beta(num_items: int, negatives: int, t: float) -> float:
+    """gSASRec's beta for ``negatives`` of the ``num_items - 1`` possible negatives and calibration ``t``.
+
+    ``alpha = min(1, k / n)`` is the sampling rate (capped at 1: with replacement, k may exceed n, and a
+    full sample needs no calibration); ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, which is 1 at t = 0.
+    """
     if num_items < 2:
         raise LlaraError("negative sampling needs at least two items")
-    draw = torch.randint(0, num_items - 1, targets.shape, generator=generator)
-    return draw + (draw >= targets).long()
+    alpha = min(1.0, negatives / (num_items - 1))
+    return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+
+
+def gbce_loss(positive: torch.Tensor, negative: torch.Tensor, beta: float) -> torch.Tensor:
+    """gBCE of positive logits [B] and negative logits [B, k]: ``-(beta * log sigmoid(s+) + sum_j log(1 -
+    sigmoid(s_j)))`` per row (log(1 - sigmoid(x)) = logsigmoid(-x)), averaged over rows. beta = 1: BCE."""
+    per_row = beta * F.logsigmoid(positive) + F.logsigmoid(-negative).sum(dim=1)
+    return -per_row.mean()
+
+
+def sample_negatives(
+    targets: torch.Tensor, num_items: int, generator: torch.Generator, count: int | None = None
+) -> torch.Tensor:
+    """Items drawn uniformly from all items except the row's target: one per row (shape of ``targets``), or
+    ``count`` per row (shape ``[*targets.shape, count]``, drawn independently, so with replacement)."""
+    if num_items < 2:
+        raise LlaraError("negative sampling needs at least two items")
+    if count is None:
+        draw = torch.randint(0, num_items - 1, targets.shape, generator=generator)
+        return draw + (draw >= targets).long()
+    draw = torch.randint(0, num_items - 1, (*targets.shape, count), generator=generator)
+    return draw + (draw >= targets[..., None]).long()
 
 
 def _copy_weights(model: SequentialRecommender) -> dict[str, torch.Tensor]:

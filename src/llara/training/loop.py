@@ -149,7 +149,7 @@ class _Run:
         attention = training_attention(config, self.accelerator.device)
         self.model = LlaraModel.from_config(
             config.model, self.data, self.tc.sr_checkpoint, attention=attention,
-            evidence_checkpoints=self.tc.evidence_checkpoints,
+            evidence_checkpoints=self.tc.evidence_checkpoints, prior_checkpoint=self.tc.prior_checkpoint,
         )
         self.objective = _objective(config)
         self.model.info["rank_score"] = rank_score(self.tc)
@@ -200,6 +200,9 @@ class _Run:
         for checkpoint in self.tc.evidence_checkpoints:
             recorded = fitted_data_hash(checkpoint)
             self.data.check_trained_on(recorded, f"train.evidence_checkpoints {checkpoint}", allow_mismatch)
+        if self.tc.prior_checkpoint:
+            recorded = fitted_data_hash(self.tc.prior_checkpoint)
+            self.data.check_trained_on(recorded, f"train.prior_checkpoint {self.tc.prior_checkpoint}", allow_mismatch)
         if self.tc.init_from:
             recorded = export_data_hash(self.tc.init_from)
             self.data.check_trained_on(recorded, f"train.init_from {self.tc.init_from}", allow_mismatch)
