@@ -67,7 +67,7 @@ def test_the_best_sr_reference_resolves_only_with_the_pick():
     best = RunConfig(reference="best-sr")
     assert best.reference_variant() == "best-sr" and best.reference_variant("knn") == "knn"
     assert RunConfig(reference="llara").reference_variant("knn") == "llara"
-    assert RunConfig().reference_variant() == "sasrec"
+    assert RunConfig().reference_variant() == "itemknn"  # the default variants start with it
 
 
 def test_only_keeps_every_sr_variant_when_the_reference_is_the_best_one(tmp_path):

@@ -46,7 +46,7 @@ def train(
     ),
     l2: float = typer.Option(None, "--l2", help="L2 weight decay (default: 1e-6)."),
     loss: str = typer.Option(
-        None, "--loss", help="bce (one sampled negative), ce (softmax over the catalog) or gbce (default: bce)."
+        None, "--loss", help="bce (one sampled negative), ce (softmax over the catalog) or gbce (default: ce)."
     ),
     l2_grid: str = typer.Option(
         None, "--l2-grid", help="Comma-separated L2 values; keeps the best by validation HR@1."
@@ -65,10 +65,11 @@ def train(
     override: list[str] = typer.Option(None, "--set", help="SRConfig field key=value (repeatable)."),
     force: bool = FORCE_OUT,
 ) -> None:
-    """Train an SR model, early stopping on validation HR@1 (every validation row).
+    """Train an SR model, early stopping on validation HR@1 (every validation row); count models (--model
+    pop, markov, itemknn) are fitted in seconds, their hyperparameters chosen on the validation rows.
 
-    The loss is BCE with one sampled negative (the paper's; default), softmax cross-entropy over the whole
-    catalog (--loss ce) or gSASRec's calibrated BCE with 256 sampled negatives (--loss gbce); tune them with
+    The loss is softmax cross-entropy over the whole catalog (default), BCE with one sampled negative (--loss
+    bce, the paper's) or gSASRec's calibrated BCE with 256 sampled negatives (--loss gbce); tune them with
     --set negatives=..., gbce_t=..., ce_sampled_above=..., min_epochs=...
     """
     values = {

@@ -3,11 +3,11 @@
 Every training row (history -> target; the prepared rows already enumerate each user's prefixes) is
 scored against its target and negatives by one of three losses (``SRConfig.loss``):
 
-* ``bce`` (default, the paper's): binary cross-entropy of the target and ONE negative drawn uniformly
+* ``bce`` (the paper's): binary cross-entropy of the target and ONE negative drawn uniformly
   from the other items, summed over the two and averaged over rows. Cheap, but with one negative SASRec
   becomes overconfident and can stop learning early on an unfamiliar dataset (Petrov & Macdonald,
   gSASRec, RecSys 2023).
-* ``ce``: softmax cross-entropy of the target over the whole catalog (``catalog_logits``), averaged over
+* ``ce`` (the default): softmax cross-entropy of the target over the whole catalog (``catalog_logits``), averaged over
   rows. Above ``ce_sampled_above`` items it becomes a sampled softmax over the target and ``negatives``
   items drawn uniformly (with replacement) from the other items; uniform sampling shifts every sampled
   logit by the same log-probability, so the logQ correction is a constant and is left out.
@@ -53,6 +53,7 @@ from llara.sr.base import SequentialRecommender
 from llara.sr.checkpoint import TRAIN_STATE, WEIGHTS, check_out_dir, load_sr, read_sr_config, save_sr
 from llara.sr.evaluate import hit_rate_at_1
 from llara.sr.fit_counts import fit_count_model, is_count_model
+from llara.sr.tune import train_grid, tune_sr
 from llara.sr.registry import build_from_config
 from llara.sr.samples import SplitTensors, split_tensors
 
@@ -66,7 +67,8 @@ def train_sr(
 ) -> Path:
     """Train ``config.model`` on ``data_dir`` into the checkpoint folder ``out_dir``; returns ``out_dir``.
 
-    With ``config.l2_grid`` set, one model per L2 value is trained (see :func:`grid_search_l2`). Count
+    With ``config.tune`` set, one model per combination of its values is trained (``llara.sr.tune``); with
+    ``config.l2_grid``, one per L2 value (see :func:`grid_search_l2`). Count
     models (pop, markov, itemknn) are fitted by ``llara.sr.fit_counts`` instead (seconds; nothing to resume).
     ``resume=True`` continues from ``out_dir/train_state.pt`` (or returns a finished ``out_dir`` as is;
     with neither, it starts afresh). An existing ``out_dir`` that is not an SR checkpoint folder is
@@ -76,6 +78,8 @@ def train_sr(
     check_out_dir(out_dir, force)
     if is_count_model(config.model):
         return fit_count_model(config, data_dir, out_dir, force=force)
+    if config.tune:
+        return tune_sr(config, data_dir, out_dir, train_sr, force=force, resume=resume, progress=progress)
     if config.l2_grid:
         return grid_search_l2(config, data_dir, out_dir, resume=resume, progress=progress, force=force)
     state_path = out_dir / TRAIN_STATE
@@ -229,7 +233,7 @@ def _run_epoch(
     batch_size: int,
     objective: Objective | None = None,
 ) -> float:
-    """One pass over the shuffled training rows with ``objective`` (default: bce); returns the mean loss."""
+    """One pass over the shuffled training rows with ``objective`` (none given: bce); returns the mean loss."""
     objective = objective or Objective()
     model.train()
     order = torch.randperm(len(train), generator=generator)
@@ -349,23 +353,16 @@ def grid_search_l2(
     config.json lists every value's validation HR@1 under ``l2_grid``.
     """
     out_dir = Path(out_dir)
-    grid_dir = out_dir.with_name(out_dir.name + ".l2-grid")
-    results: dict[str, float] = {}
-    best: tuple[float, Path] | None = None
-    for l2 in config.l2_grid:
-        single = config.model_copy(update={"l2": l2, "l2_grid": []})
-        run_dir = train_sr(single, data_dir, grid_dir / f"l2={l2:g}", resume=resume, progress=progress)
-        hr1 = float(read_sr_config(run_dir)["training"]["val_hr@1"])
-        results[f"{l2:g}"] = hr1
-        if best is None or hr1 > best[0]:
-            best = (hr1, run_dir)
-    assert best is not None  # l2_grid is non-empty here
-    chosen = read_sr_config(best[1])
+    trained, _, best, chosen_dir = train_grid(
+        config, [{"l2": l2} for l2 in config.l2_grid], out_dir.with_name(out_dir.name + ".l2-grid"),
+        lambda single, folder: train_sr(single, data_dir, folder, resume=resume, progress=progress),
+    )
+    chosen = read_sr_config(chosen_dir)
     return save_sr(
-        load_sr(best[1]),
+        load_sr(chosen_dir),
         out_dir,
         force=force,
         data_content_hash=chosen.get("data_content_hash"),
         training=chosen["training"],
-        l2_grid=results,
+        l2_grid={f"{entry['l2']:g}": entry["val_hr@1"] for entry in trained},
     )
