@@ -655,7 +655,7 @@ class VariantConfig(StrictModel):
         description="llara variants with model.sr_prior: the sr variant of this run whose backbone's candidate "
         "scores the prior adds (train.prior_checkpoint; its first seed's backbone when it has seeds), or best: "
         "the sr variant with the highest validation HR@1 (ties: the earlier one); null: the variant's own "
-        "backbone (train.sr_checkpoint)",
+        "backbone (train.sr_checkpoint); unread while model.sr_prior is off",
     )
     seeds: list[int] = Field(
         default_factory=list,
@@ -663,6 +663,11 @@ class VariantConfig(StrictModel):
         "variant); the report shows each seed, the mean and std over seeds, and compares the per-row mean over "
         "seeds; empty: one run with the section's seed",
     )
+
+    def prior_source(self, config: ExperimentConfig) -> str | None:
+        """What the SR prior of this variant reads under its resolved ``config``: ``prior_from`` while
+        ``model.sr_prior`` is on, None otherwise (an override that turns the prior off leaves it unread)."""
+        return self.prior_from if config.model.sr_prior else None
 
     def resolve(self, base: ExperimentConfig) -> ExperimentConfig:
         """The run's sections with this variant's overrides merged in, validated."""
@@ -801,8 +806,6 @@ def _check_prior_from(variant: VariantConfig, config: ExperimentConfig, variants
     where = f"variant {variant.name!r}: prior_from={variant.prior_from!r}"
     if variant.kind != "llara":
         raise LlaraError(f"{where}: only llara variants add an SR prior (this one is kind {variant.kind})")
-    if not config.model.sr_prior:
-        raise LlaraError(f"{where} names the backbone the SR prior reads: it needs model.sr_prior: true")
     if variant.prior_from == BEST_PRIOR:
         if not backbones:
             raise LlaraError(

@@ -32,7 +32,6 @@ PRIOR = "model: {sr_prior: true}"
     ("body", "message"),
     [
         ("variants: [{name: g, kind: sr}, {name: s, kind: sr, prior_from: g}]", "only llara variants add an SR prior"),
-        ("variants: [{name: g, kind: sr}, {name: a, prior_from: g}]", "it needs model.sr_prior: true"),
         (f"variants: [{{name: g, kind: sr}}, {{name: a, {PRIOR}, prior_from: nope}}]",
          "prior_from='nope' must name an sr variant of this run or be best \\(sr variants: g\\)"),
         (f"variants: [{{name: g, kind: sr}}, {{name: b}}, {{name: a, {PRIOR}, prior_from: b}}]",
@@ -60,7 +59,7 @@ def test_prior_from_may_name_a_seeded_sr_variant_and_sr_prior_may_come_from_the_
     config = load_config(path, cls=RunConfig)
     assert [variant.prior_from for variant, _ in config.resolved_variants()] == [None, "g", "best"]
     backbones = {"g": None, "h": None}
-    assert [prior_candidates(v, backbones) for v in config.variants] == [[], ["g"], ["g", "h"]]
+    assert [prior_candidates(v, r, backbones) for v, r in config.resolved_variants()] == [[], ["g"], ["g", "h"]]
 
 
 def test_the_best_sr_reference_resolves_only_with_the_pick():
@@ -219,3 +218,19 @@ def test_the_best_sr_variant_feeds_the_prior_and_becomes_the_reference(tmp_path,
                                               "train-prior-best", "eval-prior-best"}
     assert {r.action for r in again.stages} == {"reused"}
     assert json.loads((run_dir / "run.json").read_text())["reference"] == "knn"
+
+
+def test_prior_from_is_unread_when_an_override_turns_the_prior_off():
+    """The quickstart's paper-recipe override (model.sr_prior=false) must still load and plan no prior."""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    paper = ["sr.dim=64", "sr.dropout=0.1", "model.prompt_mode=hybrid", "model.answer_token=none",
+             "model.sr_prior=false", "train.objective=sft", "train.schedule=curriculum"]
+    config = load_config(configs / "quickstart.yaml", paper, cls=RunConfig)
+    resolved = {variant.name: (variant, experiment) for variant, experiment in config.resolved_variants()}
+    variant, experiment = resolved["llara-sasrec"]
+    assert variant.prior_from == "best" and variant.prior_source(experiment) is None
+    assert prior_candidates(variant, experiment, {"sasrec": experiment.sr}) == []
+    assert "SR prior" not in describe(variant, experiment)
+    tuned = load_config(configs / "quickstart.yaml", cls=RunConfig)
+    variant, experiment = {v.name: (v, e) for v, e in tuned.resolved_variants()}["llara-sasrec"]
+    assert variant.prior_source(experiment) == "best" and tuned.reference == "best-sr"

@@ -125,7 +125,8 @@ def run_pipeline(
     sr_names = sr_stage_names(
         [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
         + [backbones[name] for variant, _ in planned for name in variant.evidence_from]
-        + [backbones[name] for variant, _ in planned for name in prior_candidates(variant, backbones)]
+        + [backbones[name] for variant, resolved in planned
+           for name in prior_candidates(variant, resolved, backbones)]
     )
     store = StageStore(run_dir, force=force, console=console)
     store.check_force(stage_names(planned, sr_names))
@@ -181,12 +182,13 @@ def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
     return variant.kind == "llara" and (uses_behavior_tokens(config.model.prompt_mode) or evidence)
 
 
-def prior_candidates(variant: VariantConfig, backbones: dict[str, SRConfig]) -> list[str]:
+def prior_candidates(variant: VariantConfig, config: ExperimentConfig, backbones: dict[str, SRConfig]) -> list[str]:
     """The sr variants whose backbones a variant's ``prior_from`` needs trained: the one it names, every one
     for ``best``, none without it."""
-    if variant.prior_from is None:
+    source = variant.prior_source(config)
+    if source is None:
         return []
-    return list(backbones) if variant.prior_from == BEST_PRIOR else [variant.prior_from]
+    return list(backbones) if source == BEST_PRIOR else [source]
 
 
 def validation_hr1(checkpoint: Path) -> float | None:
@@ -276,9 +278,10 @@ def describe(variant: VariantConfig, config: ExperimentConfig, prior: str | None
         evidence += f", {config.model.answer_token} answer tokens"
     if variant.evidence_from:
         evidence += f" (also from {', '.join(variant.evidence_from)})"
-    if variant.prior_from:
-        picked = " (best validation HR@1)" if variant.prior_from == BEST_PRIOR and prior else ""
-        evidence += f", SR prior from {prior or variant.prior_from}{picked}"
+    source = variant.prior_source(config)
+    if source:
+        picked = " (best validation HR@1)" if source == BEST_PRIOR and prior else ""
+        evidence += f", SR prior from {prior or source}{picked}"
     start = f", from {variant.after}" if variant.after else ""
     adapter = f"MoE-LoRA ({config.model.experts} experts)" if config.model.adapter == "moe-lora" else "LoRA"
     return (
@@ -352,13 +355,16 @@ class _Pipeline:
             )
         return self.best
 
-    def prior(self, variant: VariantConfig, data: StageResult, sr_names: dict[str, str]) -> SRPick | None:
+    def prior(
+        self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
+    ) -> SRPick | None:
         """The backbone whose scores a variant's SR prior adds (``prior_from``), None for its own."""
-        if variant.prior_from is None:
+        source = variant.prior_source(config)
+        if source is None:
             return None
-        if variant.prior_from == BEST_PRIOR:
+        if source == BEST_PRIOR:
             return self.best_sr(data, sr_names, f"variant {variant.name!r}: prior_from=best")
-        return self.backbone(variant.prior_from, data, sr_names)
+        return self.backbone(source, data, sr_names)
 
     def variant(
         self, variant: VariantConfig, config: ExperimentConfig, data: StageResult, sr_names: dict[str, str]
@@ -385,7 +391,7 @@ class _Pipeline:
             identity: dict[str, Any] = {"sr": sr.output_id}
         elif variant.kind == "llara":
             evidence = [self.sr(self.backbones[name], data, sr_names) for name in variant.evidence_from]
-            prior = self.prior(variant, data, sr_names)
+            prior = self.prior(variant, config, data, sr_names)
             parent = self.trained.get((variant.after or "", seed))
             stage = self.train(run, config, data, sr, parent, evidence, prior.stage if prior else None)
             self.trained[(variant.name, seed)] = stage
