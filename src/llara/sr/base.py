@@ -55,6 +55,17 @@ def canonical_window(history: torch.Tensor, num_items: int, max_len: int) -> tup
     return window, kept
 
 
+def check_candidates(history: torch.Tensor, candidates: torch.Tensor, num_items: int) -> None:
+    """Raise a LlaraError unless ``candidates`` is ``[B, C]`` with the history's ``B`` and ids in range."""
+    if candidates.dim() != 2 or candidates.shape[0] != history.shape[0]:
+        raise LlaraError(
+            f"candidates must be [batch, C] with the history's batch size; got {tuple(candidates.shape)}"
+            f" for history {tuple(history.shape)}"
+        )
+    if ((candidates < 0) | (candidates >= num_items)).any():
+        raise LlaraError(f"candidate ids must lie in 0..{num_items - 1}")
+
+
 class SequentialRecommender(nn.Module):
     """A next-item model over items ``0..num_items-1``; ``num_items`` is also the padding id.
 
@@ -121,13 +132,7 @@ class SequentialRecommender(nn.Module):
 
     def score(self, history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of candidates ``[B, C]`` after histories ``[B, L]`` padded with ``num_items``."""
-        if candidates.dim() != 2 or candidates.shape[0] != history.shape[0]:
-            raise LlaraError(
-                f"candidates must be [batch, C] with the history's batch size; got {tuple(candidates.shape)}"
-                f" for history {tuple(history.shape)}"
-            )
-        if ((candidates < 0) | (candidates >= self.num_items)).any():
-            raise LlaraError(f"candidate ids must lie in 0..{self.num_items - 1}")
+        check_candidates(history, candidates, self.num_items)
         return self.logits(self.hidden(history), candidates.long())
 
     def padding_mask(self, window: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from llara.errors import LlaraError
-from llara.sr.base import canonical_window
+from llara.sr.base import canonical_window, check_candidates
 
 #: the popularity tie-break stays this far below the smallest co-occurrence score a row can get
 TIE_SHARE = 1e-6
@@ -102,13 +102,7 @@ class CountRecommender(nn.Module):
 
     def score(self, history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """Scores ``[B, C]`` of candidates ``[B, C]`` after histories ``[B, L]`` padded with ``num_items``."""
-        if candidates.dim() != 2 or candidates.shape[0] != history.shape[0]:
-            raise LlaraError(
-                f"candidates must be [batch, C] with the history's batch size; got {tuple(candidates.shape)}"
-                f" for history {tuple(history.shape)}"
-            )
-        if ((candidates < 0) | (candidates >= self.num_items)).any():
-            raise LlaraError(f"candidate ids must lie in 0..{self.num_items - 1}")
+        check_candidates(history, candidates, self.num_items)
         return self.logits(self.hidden(history), candidates.long())
 
     def item_embeddings(self) -> torch.Tensor:
@@ -117,14 +111,16 @@ class CountRecommender(nn.Module):
         )
 
     def hidden_size(self) -> int:
-        raise LlaraError(
+        raise self._no_state()
+
+    def output_rows(self, items: torch.Tensor) -> torch.Tensor:
+        raise self._no_state()
+
+    def _no_state(self) -> LlaraError:
+        return LlaraError(
             f"{self.model_type} has no hidden state: user tokens, interaction answer tokens and MoE-LoRA gates need "
             "a neural backbone (sasrec, gru4rec, caser)"
         )
-
-    def output_rows(self, items: torch.Tensor) -> torch.Tensor:
-        self.hidden_size()  # raises the same error
-        raise AssertionError("unreachable")
 
     # -- evidence, overridden by the co-occurrence models ------------------------------------------------------
     def _candidate_evidence(self, window: np.ndarray, items: np.ndarray) -> np.ndarray:
