@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from llara.config_files import read_yaml
 from llara.errors import LlaraError
 
 PromptMode = Literal["text", "behavior", "hybrid", "id"]
@@ -173,7 +174,8 @@ class SRConfig(StrictModel):
         fixed = {"tune", "tune_budget_s", "l2_grid", "model", "holdout_users", "seed"}
         for name, values in grid.items():
             if name not in cls.model_fields or name in fixed:
-                raise ValueError(f"{name!r} cannot be tuned; tune SRConfig fields other than {', '.join(sorted(fixed))}")
+                fields = ", ".join(sorted(fixed))
+                raise ValueError(f"{name!r} cannot be tuned; tune SRConfig fields other than {fields}")
             if not values:
                 raise ValueError(f"tune.{name} lists no values")
             for value in values:
@@ -301,11 +303,15 @@ class TrainConfig(StrictModel):
         description="how the prompt mode of a step is drawn: curriculum (hard with probability step / total "
         "steps), direct (always hard) or two-stage (text for two_stage_text_epochs, then hard)",
     )
-    two_stage_text_epochs: int = Field(2, description="two-stage only: epochs of text prompts before the hard mode")
-    epochs: int = Field(5, description="passes over the training rows; sizes the run unless max_steps is set")
-    max_steps: int | None = Field(None, description="optimizer steps of the run; null: epochs x steps per epoch")
+    two_stage_text_epochs: int = Field(
+        2, ge=0, description="two-stage only: epochs of text prompts before the hard mode"
+    )
+    epochs: int = Field(5, ge=1, description="passes over the training rows; sizes the run unless max_steps is set")
+    max_steps: int | None = Field(
+        None, ge=1, description="optimizer steps of the run; null: epochs x steps per epoch"
+    )
     max_train_rows: int | None = Field(
-        None, description="train on a seeded subset of this many training rows; null: all of them"
+        None, ge=1, description="train on a seeded subset of this many training rows; null: all of them"
     )
     sr_unseen_rows: bool = Field(
         False,
@@ -320,10 +326,11 @@ class TrainConfig(StrictModel):
     )
     batch_size: int = Field(
         128,
+        ge=1,
         description="rows per optimizer step, = micro_batch_size x gradient accumulation x processes (it must "
         "divide); not sr.batch_size (SR training) or eval.batch_size (prompts per evaluation pass)",
     )
-    micro_batch_size: int = Field(4, description="rows per forward and backward pass on one process")
+    micro_batch_size: int = Field(4, ge=1, description="rows per forward and backward pass on one process")
     lr: float = Field(8e-4, gt=0.0, description="peak learning rate of AdamW, reached after the warm-up")
     warmup_ratio: float = Field(0.05, description="share of the optimizer steps spent in the linear warm-up")
     min_lr_ratio: float = Field(
@@ -362,12 +369,17 @@ class TrainConfig(StrictModel):
         "max_steps / epochs and training stops early (then exports) when the budget is spent"
     )
     eval_every: int | None = Field(
-        None, description="validate every this many optimizer steps (logged to metrics.jsonl); null: never"
+        None, ge=1, description="validate every this many optimizer steps (logged to metrics.jsonl); null: never"
     )
-    eval_rows: int | None = Field(None, description="validate on the first this many validation rows; null: all")
+    eval_rows: int | None = Field(
+        None, ge=1, description="validate on the first this many validation rows; null: all"
+    )
     keep_best: bool = Field(False, description="export the validation-best step (by HR@1 rank) instead of the last")
     save_every: int | None = Field(
-        None, description="write a resumable checkpoint every this many optimizer steps; the last step always gets one"
+        None,
+        ge=1,
+        description="write a resumable checkpoint every this many optimizer steps; the last step always gets one "
+        "(null: only the last step)",
     )
     tensorboard: bool = Field(False, description="also log the step metrics for TensorBoard (out_dir/tensorboard)")
 
@@ -534,20 +546,6 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with a clear error for a missing or malformed file."""
-    path = Path(path)
-    if not path.is_file():
-        raise LlaraError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise LlaraError(f"config file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise LlaraError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
-    return data
-
-
 def validate_config(cls: type[M], data: dict[str, Any], origin: str = "config") -> M:
     """Build ``cls`` from ``data``; a validation failure becomes one LlaraError naming each bad field."""
     try:
@@ -555,10 +553,17 @@ def validate_config(cls: type[M], data: dict[str, Any], origin: str = "config") 
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: "
-            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+            + ("unknown key" if err["type"] == "extra_forbidden" else err["msg"] + _given(err.get("input")))
             for err in exc.errors()
         )
         raise LlaraError(f"{origin}: {problems}") from exc
+
+
+def _given(value: Any) -> str:
+    """`` (got VALUE)`` for a short scalar input of a validation error, else nothing."""
+    if isinstance(value, bool | int | float | str) and len(repr(value)) <= 40:
+        return f" (got {value!r})"
+    return ""
 
 
 def load_config(
