@@ -1,5 +1,6 @@
-"""Where llara keeps downloads and converted models, how it writes files atomically, and how it reads
-its JSON-lines logs back (tolerating the last line a killed writer tore)."""
+"""Where llara keeps downloads and converted models, how it writes files atomically, how it keeps two
+runs out of one output folder (``output_lock``) and decides what it may replace, and how it reads its
+JSON-lines logs back (tolerating the last line a killed writer tore)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,9 @@ from typing import Any
 from llara.errors import LlaraError
 
 logger = logging.getLogger(__name__)
+
+#: the lock file :func:`output_lock` keeps in an output folder while a command writes there
+LOCK_FILE = ".llara.lock"
 
 #: what follows ``.<target name>.`` in the name of a temporary that atomic_file / atomic_dir make
 _TEMPORARY = re.compile(r"(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp|old-(?P<old>\d+)")
@@ -131,10 +137,135 @@ def check_replaceable(
         return
     if not path.is_dir():
         raise LlaraError(f"{path} exists and is not a folder; choose another output folder")
-    if next(path.iterdir(), None) is None or is_ours(path):
+    if next((entry for entry in path.iterdir() if entry.name != LOCK_FILE), None) is None or is_ours(path):
         return
     way_out = f", or pass {override} to use it anyway (its content may be deleted)" if override else " or empty it"
     raise LlaraError(f"{path} already exists and is not a previous {what}; choose another output folder{way_out}")
+
+
+def check_file_replaceable(
+    path: str | Path, is_ours: Callable[[Path], bool], what: str, force: bool = False, override: str | None = "--force"
+) -> None:
+    """Refuse to write ``what`` over the file ``path`` unless it is absent, a previous ``what`` or ``force``
+    is set; a folder at ``path`` is always refused (nothing is written into or over it).
+
+    ``override`` names the option that sets ``force`` in the error message (None: the command has none).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LlaraError(f"{path} is a folder; name a file to write the {what} to")
+    if force or not (path.exists() or path.is_symlink()) or (path.is_file() and is_ours(path)):
+        return
+    way_out = f", or pass {override} to replace it" if override else ""
+    raise LlaraError(f"{path} already exists and is not a previous {what}; choose another file{way_out}")
+
+
+def check_creatable(folder: str | Path) -> None:
+    """Refuse a folder path that cannot be created because an existing part of it is a file."""
+    folder = Path(folder).absolute()
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise LlaraError(f"{part} is a file, so {folder} cannot be a folder; choose another output path")
+            return
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder``'s lock file (:data:`LOCK_FILE`) inside the block, so no second llara command
+    writes there at the same time; the folder is created if absent (and removed again if left empty).
+
+    The lock file is created atomically (``O_CREAT | O_EXCL``) and holds the holder's PID, host name and
+    start time as JSON. A second writer gets a one-line :class:`LlaraError` naming the holder's PID. A lock
+    whose process no longer runs on this host (a killed run) is taken over with a warning; one held from
+    another host is never taken over. The lock is released when the block ends, also on an exception.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise LlaraError(f"{folder} exists and is not a folder; choose another output folder") from exc
+    lock = folder / LOCK_FILE
+    mine = _acquire(lock, folder)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            if _read_lock(lock) == mine:  # not if someone deleted it and another run took it since
+                lock.unlink()
+        if created:
+            with contextlib.suppress(OSError):  # only succeeds if the run left the folder empty
+                folder.rmdir()
+
+
+def _acquire(lock: Path, folder: Path, attempts: int = 5) -> str:
+    """Create ``lock`` with this process's record and return its text, taking over a stale one."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started, "time": time.time()})
+    for _ in range(attempts):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            held = _read_lock(lock, wait=True)
+            if held is None:  # released meanwhile
+                continue
+            holder = _lock_record(held)
+            if holder is None:
+                raise LlaraError(
+                    f"{folder} has an unreadable lock file {lock}; if no llara command is writing there, delete it"
+                ) from None
+            if holder["host"] != socket.gethostname() or _running(holder["pid"]):
+                raise LlaraError(
+                    f"{folder} is in use by another llara command (PID {holder['pid']} on {holder['host']}, "
+                    f"started {holder.get('started', '?')}); wait for it to finish or choose another output "
+                    f"folder (if that process is gone, delete {lock})"
+                ) from None
+            logger.warning("%s: taking over the lock of PID %d, which no longer runs", folder, holder["pid"])
+            _set_aside(lock, held)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(mine)
+        return mine
+    raise LlaraError(f"could not lock {folder}: other llara commands keep taking its lock {lock}")
+
+
+def _read_lock(lock: Path, wait: bool = False) -> str | None:
+    """The text of a lock file (None if absent); with ``wait``, give a just-created, still empty one up to
+    a second to get its content."""
+    deadline = time.monotonic() + (1.0 if wait else 0.0)
+    while True:
+        try:
+            text = lock.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if text or time.monotonic() >= deadline:
+            return text
+        time.sleep(0.05)
+
+
+def _lock_record(text: str) -> dict[str, Any] | None:
+    """A lock file's record, or None when it is not one (damaged, empty, hand-made)."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    valid = isinstance(record, dict) and isinstance(record.get("pid"), int) and record["pid"] > 0 and isinstance(record.get("host"), str)
+    return record if valid else None
+
+
+def _set_aside(lock: Path, stale: str) -> None:
+    """Remove the stale lock whose text is ``stale``, and only it: if another process took it over in the
+    meantime, its fresh lock is put back."""
+    aside = lock.with_name(f"{lock.name}.{os.getpid()}.stale")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:  # another process removed it first
+        return
+    if aside.read_text(encoding="utf-8") != stale:
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, lock)
+    aside.unlink()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

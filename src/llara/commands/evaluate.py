@@ -39,7 +39,15 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="Which split to evaluate (val or test)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per forward pass."),
     max_rows: int | None = typer.Option(None, "--max-rows", min=1, help="Evaluate only the first N rows."),
-    out: Path | None = typer.Option(None, "--out", help="Write predictions.parquet and metrics.json here."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder to write predictions.parquet and metrics.json to (other files there are left alone; "
+        "such files llara did not write are refused unless --force).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace predictions.parquet / metrics.json in --out even if llara did not write them."
+    ),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
     device: str | None = typer.Option(
         None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
@@ -53,7 +61,8 @@ def evaluate(
 
     protocols = with_constrained(list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value], constrained)
     result = evaluate_checkpoint(
-        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress
+        checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress,
+        force=force,
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))

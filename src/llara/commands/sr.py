@@ -124,15 +124,24 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Prepared data folder with the same items."),
     split: str = typer.Option("test", "--split", help="val or test."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Metrics JSON (default: CHECKPOINT/metrics.json, metrics-SPLIT.json for val)."
+        None,
+        "--out",
+        "-o",
+        help="Metrics JSON (default: CHECKPOINT/metrics.json, metrics-SPLIT.json for val); an existing file is "
+        "replaced only if it is a metrics file llara wrote, or with --force.",
     ),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    force: bool = typer.Option(False, "--force", help="Replace --out even if it is not a metrics file llara wrote."),
 ) -> None:
     """Rank each row's frozen candidates; print HR@1, HR@5, NDCG@5, NDCG@10 and MRR with 95% CIs."""
-    from llara.evaluation.evaluate import METRICS_FILE, evaluate_sr_checkpoint, write_metrics
+    from llara.evaluation.evaluate import METRICS_FILE, evaluate_sr_checkpoint, is_metrics_file, write_metrics
     from llara.metrics import HEADLINE
+    from llara.paths import check_creatable, check_file_replaceable
 
+    if out is not None:
+        check_creatable(out.parent)
     out = out or checkpoint / (METRICS_FILE if split == "test" else f"metrics-{split}.json")
+    check_file_replaceable(out, is_metrics_file, "metrics file (llara sr evaluate)", force)  # before evaluating
     result = evaluate_sr_checkpoint(checkpoint, data, split=split, allow_data_mismatch=allow_data_mismatch)
     write_metrics(out, result)
     metrics = result["metrics"]["rank"]

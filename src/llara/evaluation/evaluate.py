@@ -42,7 +42,7 @@ from llara.config import Protocol
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
 from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_ranks
-from llara.paths import atomic_file
+from llara.paths import atomic_file, check_creatable
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 #: constrained generation, reported beside the published ``generate`` protocol (``eval.constrained``)
@@ -76,6 +76,7 @@ def evaluate_checkpoint(
     allow_data_mismatch: bool = False,
     device: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
 
@@ -86,10 +87,14 @@ def evaluate_checkpoint(
 
     ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
     A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``.
-    Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given).
+    Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given). Before anything
+    is evaluated, ``out_dir`` is checked (:func:`check_output_folder`; ``force`` replaces files llara did
+    not write).
     """
     from llara.evaluation.inference import load_export, load_zero_shot
 
+    if out_dir is not None:
+        check_output_folder(out_dir, force)
     if (checkpoint is None) == (base_model is None):
         raise LlaraError("give exactly one of --checkpoint DIR and --base-model NAME_OR_PATH")
     if checkpoint is not None and not (Path(checkpoint) / "llara.json").is_file():
@@ -376,6 +381,55 @@ def rank_metrics(ranks: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
     if not prefix:
         out = {"valid_ratio": np.ones(len(ranks)), **out}
     return out
+
+
+def check_output_folder(out_dir: str | Path, force: bool = False, override: str | None = "--force") -> None:
+    """Refuse an ``out_dir`` that :func:`write_outputs` must not write into: one that is a file (or lies
+    below one), or that holds a ``predictions.parquet`` or ``metrics.json`` llara did not write
+    (:func:`is_predictions_file`, :func:`is_metrics_file`) unless ``force``. Other files there are never
+    touched. ``override`` names the option that sets ``force`` (None: the caller has none).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LlaraError(
+            f"{out_dir} exists and is not a folder; --out names a folder for {PREDICTIONS_FILE} and {METRICS_FILE}"
+        )
+    check_creatable(out_dir)
+    for name, is_ours in ((PREDICTIONS_FILE, is_predictions_file), (METRICS_FILE, is_metrics_file)):
+        path = out_dir / name
+        if path.is_dir():
+            raise LlaraError(f"{path} is a folder, where the evaluation writes its {name}; choose another --out folder")
+        if force or not (path.exists() or path.is_symlink()) or (path.is_file() and is_ours(path)):
+            continue
+        way_out = f", or pass {override} to replace it" if override else ""
+        raise LlaraError(
+            f"{path} exists and was not written by a llara evaluation; choose another --out folder{way_out}"
+        )
+
+
+def is_metrics_file(path: str | Path) -> bool:
+    """Whether ``path`` is a ``metrics.json`` an evaluation wrote (:func:`evaluation_result`'s keys)."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > 16 * 2**20:  # ours are a few kB; do not read a large foreign file
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and {"model", "split", "rows", "metrics"} <= record.keys() and isinstance(
+        record["metrics"], dict
+    )
+
+
+def is_predictions_file(path: str | Path) -> bool:
+    """Whether ``path`` is a ``predictions.parquet`` an evaluation wrote (it has :func:`base_record`'s columns)."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception:  # not Parquet, unreadable: not ours
+        return False
+    return {"row", "user", "target", "history", "candidates"} <= names
 
 
 def write_outputs(out_dir: str | Path, frame: pd.DataFrame, result: Mapping[str, Any]) -> None:

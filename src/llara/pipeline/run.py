@@ -45,7 +45,7 @@ from llara.config import (
 from llara.errors import LlaraError
 from llara.pipeline.environment import environment_info
 from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint, with_constrained
-from llara.paths import atomic_file, check_replaceable
+from llara.paths import atomic_file, check_replaceable, output_lock
 from llara.llm.prompts import uses_behavior_tokens
 from llara.pipeline.comparisons import SR_PROTOCOL
 from llara.pipeline.report import write_report
@@ -122,22 +122,23 @@ def run_pipeline(
     planned = select_variants(resolved_variants, only, config.reference_variant())
     run_dir = (Path(out_dir) if out_dir is not None else default_run_dir(config)).resolve()
     check_replaceable(run_dir, is_run_folder, "run folder (llara run)", override=None)  # --force means stages here
-    sr_names = sr_stage_names(
-        [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
-        + [backbones[name] for variant, _ in planned for name in variant.evidence_from]
-        + [backbones[name] for variant, resolved in planned
-           for name in prior_candidates(variant, resolved, backbones)]
-    )
-    store = StageStore(run_dir, force=force, console=console)
-    store.check_force(stage_names(planned, sr_names))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pipeline = _Pipeline(store, progress, backbones)
-    data = pipeline.data(config)
-    best = pipeline.best_sr(data, sr_names, "reference: best-sr") if config.reference == BEST_SR_REFERENCE else None
-    entries = [entry for variant, resolved in planned for entry in pipeline.variant(variant, resolved, data, sr_names)]
-    _write_run_files(run_dir, config, entries, best)
-    report, rows = write_report(run_dir)
-    return RunOutcome(run_dir, report, rows, pipeline.results)
+    with output_lock(run_dir):  # one `llara run` at a time in a run folder
+        sr_names = sr_stage_names(
+            [seeded.sr for variant, resolved in planned for _, seeded in variant.seeded(resolved) if needs_sr(variant, seeded)]
+            + [backbones[name] for variant, _ in planned for name in variant.evidence_from]
+            + [backbones[name] for variant, resolved in planned
+               for name in prior_candidates(variant, resolved, backbones)]
+        )
+        store = StageStore(run_dir, force=force, console=console)
+        store.check_force(stage_names(planned, sr_names))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        pipeline = _Pipeline(store, progress, backbones)
+        data = pipeline.data(config)
+        best = pipeline.best_sr(data, sr_names, "reference: best-sr") if config.reference == BEST_SR_REFERENCE else None
+        entries = [entry for variant, resolved in planned for entry in pipeline.variant(variant, resolved, data, sr_names)]
+        _write_run_files(run_dir, config, entries, best)
+        report, rows = write_report(run_dir)
+        return RunOutcome(run_dir, report, rows, pipeline.results)
 
 
 def select_variants(

@@ -14,6 +14,7 @@ causal-LM cross-entropy on the answer tokens only). A stage can start from an ea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.device import attention_for, to_device
 from llara.llm.model import IGNORE_INDEX, LlaraModel
-from llara.paths import atomic_file, check_replaceable, read_jsonl
+from llara.paths import atomic_file, check_replaceable, output_lock, read_jsonl
 from llara.llm.prompts import uses_behavior_tokens
 from llara.training.objectives.preference import reference_scores
 from llara.training.outputs import (
@@ -110,10 +111,13 @@ def train(
     (same batches, schedule draws, dropout masks and optimizer state as an uninterrupted run); a damaged
     newest checkpoint is skipped for the previous one. An existing ``out_dir`` that is not a training run
     folder is refused unless ``force``; an SR checkpoint or ``init_from`` export trained on other
-    prepared data than ``data_dir`` is refused unless ``allow_data_mismatch``.
+    prepared data than ``data_dir`` is refused unless ``allow_data_mismatch``. ``out_dir`` is locked
+    (``llara.paths.output_lock``) for the whole run, so a second run into it fails at once.
     """
-    run = _Run(config, resume=resume, progress=progress, force=force, allow_data_mismatch=allow_data_mismatch)
-    return run.fit()
+    with contextlib.ExitStack() as claim:  # the out folder's lock, released however the run ends
+        run = _Run(config, resume=resume, progress=progress, force=force, allow_data_mismatch=allow_data_mismatch,
+                   claim=claim)
+        return run.fit()
 
 
 def is_training_folder(path: Path) -> bool:
@@ -125,7 +129,8 @@ class _Run:
     """The state of one training run (kept in one place so the loop body stays short)."""
 
     def __init__(
-        self, config: ExperimentConfig, resume: bool, progress: bool, force: bool, allow_data_mismatch: bool
+        self, config: ExperimentConfig, resume: bool, progress: bool, force: bool, allow_data_mismatch: bool,
+        claim: contextlib.ExitStack | None = None,
     ) -> None:
         from accelerate.utils import set_seed
 
@@ -139,6 +144,8 @@ class _Run:
         self.out = Path(self.tc.out_dir or Path("runs") / config.name)
         check_replaceable(self.out, is_training_folder, "training run folder", force)
         self.accelerator, self.plan = _accelerator(self.tc)
+        if claim is not None and self.accelerator.is_main_process:  # one lock per run, held by its main process
+            claim.enter_context(output_lock(self.out))
         self.sharded = self.accelerator.distributed_type == "DEEPSPEED"
         self.progress = progress and self.accelerator.is_main_process
         set_seed(self.tc.seed)
