@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE
+from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE, VERIFY_EXPORT
 
 
 class ProtocolChoice(str, Enum):
@@ -49,6 +49,7 @@ def evaluate(
         False, "--force", help="Replace predictions.parquet / metrics.json in --out even if llara did not write them."
     ),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    verify: bool = VERIFY_EXPORT,
     device: str | None = typer.Option(
         None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
     ),
@@ -62,7 +63,7 @@ def evaluate(
     protocols = with_constrained(list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value], constrained)
     result = evaluate_checkpoint(
         checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress,
-        force=force,
+        force=force, verify=verify,
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))

@@ -24,3 +24,11 @@ DEVICE: str = typer.Option(
     "--device",
     help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:1, ...",
 )
+
+#: ``--verify/--no-verify``: check a LLaRA export's files against the sha256 digests its llara.json records
+VERIFY_EXPORT: bool = typer.Option(
+    True,
+    "--verify/--no-verify",
+    help="Check the export's files and llara.json against the sha256 digests recorded when it was written "
+    "(--no-verify loads a changed export unchecked).",
+)

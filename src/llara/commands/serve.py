@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE
+from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE, VERIFY_EXPORT
 
 PANEL = "Serving"
 SR_WEIGHT = typer.Option(
@@ -44,6 +44,7 @@ def recommend(
     sr_weight: float = SR_WEIGHT,
     data: Path | None = typer.Option(None, "--data", help="Prepared data folder (default: the export's own)."),
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    verify: bool = VERIFY_EXPORT,
     device: str = DEVICE,
 ) -> None:
     """Recommend for a history with a trained LLaRA model: the SR backbone retrieves, the LLM re-ranks."""
@@ -52,7 +53,7 @@ def recommend(
 
     from llara.serving.recommend import SOURCES, Recommender, score_meaning
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight)
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify)
     source = candidates[0] if candidates and len(candidates) == 1 and candidates[0] in SOURCES else None
     query = recommender.query(history, source or candidates or None, seed, num_candidates)
     ranked = recommender.rank([query], k)[0]
@@ -78,6 +79,7 @@ def serve(
     ),
     sr_weight: float = SR_WEIGHT,
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
+    verify: bool = VERIFY_EXPORT,
     device: str = DEVICE,
 ) -> None:
     """Serve recommendations over HTTP: POST /recommend, GET /health, OpenAPI docs at /docs."""
@@ -86,6 +88,6 @@ def serve(
     from llara.serving.recommend import Recommender
     from llara.serving.service import create_app
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight)
+    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify)
     app = create_app(recommender, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -2,7 +2,8 @@
 
 Layout of a prepared folder::
 
-    manifest.json    source, domain, seed, protocol parameters, counts, per-file sha256, content hash
+    manifest.json    source, domain, seed, protocol parameters, counts, per-file sha256, content hash,
+                     and manifest_sha256 (over every other field, so no field can be edited unnoticed)
     items.parquet    item_id (int64, 0..N-1, dense), raw_id (string), title (string)
     train.parquet    one row per sample: user (string), history (list<int64>, oldest first, 1..H items),
     val.parquet        candidates (list<int64>, C items, target exactly once, shuffled), target (int64)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,10 @@ from llara.errors import LlaraError
 from llara.paths import atomic_dir, check_replaceable
 
 FORMAT_VERSION = 1
+#: the manifest field holding the sha256 of the manifest's other fields (:func:`manifest_digest`)
+MANIFEST_DIGEST = "manifest_sha256"
+
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 SAMPLE_COLUMNS = ("user", "history", "candidates", "target")
 ITEM_COLUMNS = ("item_id", "raw_id", "title")
@@ -117,7 +123,22 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise LlaraError(f"{path} does not list the sha256 of {', '.join(sorted(expected))}; prepare the folder again")
     if manifest.get("content_hash") != content_hash(files):
         raise LlaraError(f"{path}: its content_hash does not match its file hashes (edited?); prepare the folder again")
+    recorded = manifest.get(MANIFEST_DIGEST)
+    if recorded is None:
+        log.warning("%s records no %s (prepared by an older llara): its other fields cannot be verified", path,
+                    MANIFEST_DIGEST)
+    elif recorded != manifest_digest(manifest):
+        raise LlaraError(
+            f"{path} was edited after the folder was prepared (its {MANIFEST_DIGEST} does not match its fields, "
+            "e.g. counts or seed); prepare the folder again"
+        )
     return manifest
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of a manifest's canonical JSON without its own :data:`MANIFEST_DIGEST` field."""
+    fields = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def is_prepared_folder(path: Path) -> bool:
@@ -183,5 +204,7 @@ def write_prepared(
             pq.write_table(table, tmp / filename, compression="zstd")
             hashes[filename] = _sha256(tmp / filename)
         full = {"format_version": FORMAT_VERSION, **manifest, "files": hashes, "content_hash": content_hash(hashes)}
+        full.pop(MANIFEST_DIGEST, None)
+        full[MANIFEST_DIGEST] = manifest_digest(json.loads(json.dumps(full)))  # as a reader will parse it
         (tmp / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return PreparedData.load(root)

@@ -77,6 +77,7 @@ def evaluate_checkpoint(
     device: str | None = None,
     progress: bool = True,
     force: bool = False,
+    verify: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
 
@@ -86,7 +87,8 @@ def evaluate_checkpoint(
     there is one; ``auto``, ``cpu``, ``cuda``, ``cuda:1``).
 
     ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
-    A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``.
+    A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``; a LLaRA export
+    whose files differ from the digests its ``llara.json`` records is refused unless ``verify`` is False.
     Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given). Before anything
     is evaluated, ``out_dir`` is checked (:func:`check_output_folder`; ``force`` replaces files llara did
     not write).
@@ -105,7 +107,7 @@ def evaluate_checkpoint(
         sr_data = _need_data(data_dir, "an SR checkpoint")
         return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir, allow_data_mismatch)
     if checkpoint is not None:
-        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, _device(device))
+        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, _device(device), verify=verify)
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
         model = load_zero_shot(str(base_model), data, device=_device(device))

@@ -99,6 +99,7 @@ def load_export(
     data_dir: str | Path | None = None,
     allow_data_mismatch: bool = False,
     device: str | None = None,
+    verify: bool = True,
 ) -> tuple[Any, PreparedData]:
     """A trained LLaRA export in eval mode on ``device`` (``auto``/None: CUDA when available) and its
     prepared data (``data_dir``, else the one it was trained on).
@@ -106,13 +107,14 @@ def load_export(
     The attention kernel suits the device (``llara.llm.device``): flash attention only where installed,
     on CUDA, and the model has no answer tokens (which need the packed layout's block mask).
     ``data_dir`` must be the folder the export was trained on (same content hash) unless ``allow_data_mismatch``.
+    ``verify``: check the export's files against the digests its ``llara.json`` records (``LlaraModel.load``).
     """
     from llara.llm.device import attention_for, resolve_device
     from llara.llm.model import LlaraModel, export_info
 
     target = resolve_device(device)
     answer_tokens = export_info(checkpoint).get("answer_token", "none") != "none"
-    model = LlaraModel.load(checkpoint, attention=attention_for(target, answer_tokens)).to(target)
+    model = LlaraModel.load(checkpoint, attention=attention_for(target, answer_tokens), verify=verify).to(target)
     source = data_dir if data_dir is not None else model.info.get("data_dir")
     if source is None:
         raise LlaraError(f"{checkpoint}/llara.json names no prepared data folder; pass --data DIR")

@@ -21,11 +21,18 @@ An export folder (``save`` / ``load``) holds::
                                 (``train.prior_checkpoint``; any model, count-based ones included)
     item_embeddings.safetensors the frozen SR item embeddings the projector reads
     titles.json                 item titles by dense item id
+
+``llara.json`` also records the sha256 of every other file of the folder (``files``, by path relative to
+it) and of its own canonical JSON without that digest (``info_sha256``); :meth:`LlaraModel.load` checks
+both before it reads anything, so a changed weight file or an edited setting is refused
+(``verify=False`` / ``--no-verify`` skips the check; exports older than it load with a warning).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -68,6 +75,13 @@ INTERACTION_SCALE = 8.0
 EMBEDDINGS_FILE = "item_embeddings.safetensors"
 TITLES_FILE = "titles.json"
 IGNORE_INDEX = -100
+#: the ``llara.json`` fields that make an export verifiable: sha256 by relative file path, and the
+#: sha256 of the canonical JSON of every other field (:func:`info_digest`)
+FILES_FIELD = "files"
+INFO_DIGEST = "info_sha256"
+_INTEGRITY_FIELDS = (FILES_FIELD, INFO_DIGEST)
+
+log = logging.getLogger(__name__)
 
 
 #: the words whose log-odds after a candidate's answer are its ``verdict`` score
@@ -240,9 +254,16 @@ class LlaraModel(nn.Module):
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
     @classmethod
-    def load(cls, export_dir: str | Path, dtype: str | None = None, attention: str | None = None) -> LlaraModel:
+    def load(
+        cls, export_dir: str | Path, dtype: str | None = None, attention: str | None = None, verify: bool = True
+    ) -> LlaraModel:
         """Load a model written by :meth:`save` (base model resolved again, adapter and projector applied);
-        ``dtype`` overrides the recorded base-weight precision, ``attention`` picks the attention kernel."""
+        ``dtype`` overrides the recorded base-weight precision, ``attention`` picks the attention kernel.
+
+        With ``verify`` (the default) every file and ``llara.json`` itself are first checked against the
+        sha256 digests ``llara.json`` records (:func:`verify_export`); a changed, missing or added file is
+        a :class:`LlaraError` naming it.
+        """
         from peft import PeftModel
         from safetensors.torch import load_file
 
@@ -250,6 +271,9 @@ class LlaraModel(nn.Module):
 
         export_dir = Path(export_dir)
         info = _read_info(export_dir)
+        if verify:
+            verify_export(export_dir, info)
+        info = {key: value for key, value in info.items() if key not in _INTEGRITY_FIELDS}
         llm, tokenizer = load_base_model(info["base_model"], dtype or info.get("dtype", "float32"), attention=attention)
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
@@ -321,7 +345,11 @@ class LlaraModel(nn.Module):
             if self.item_embeddings.numel():
                 save_file({"item_embeddings": self.item_embeddings.contiguous()}, str(tmp / EMBEDDINGS_FILE))
             (tmp / TITLES_FILE).write_text(json.dumps(self.titles, ensure_ascii=False), encoding="utf-8")
-            (tmp / CONFIG_FILE).write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
+            info = {key: value for key, value in self.info.items() if key not in _INTEGRITY_FIELDS}
+            info[FILES_FIELD] = export_file_digests(tmp)
+            info = json.loads(json.dumps(info))  # the digest covers the fields as a reader will parse them
+            info[INFO_DIGEST] = info_digest(info)
+            (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         return export_dir
 
     def float_trainable(self) -> LlaraModel:
@@ -883,6 +911,72 @@ def _read_info(export_dir: Path) -> dict[str, Any]:
     if info.get("format") != EXPORT_FORMAT:
         raise LlaraError(f"{path} is not a LLaRA export config (format must be {EXPORT_FORMAT!r})")
     return info
+
+
+def export_file_digests(export_dir: Path) -> dict[str, str]:
+    """sha256 of every file under ``export_dir`` but ``llara.json`` (and hidden ones), by relative POSIX path."""
+    return {relative: _file_sha256(export_dir / relative) for relative in _export_files(export_dir)}
+
+
+def info_digest(info: Mapping[str, Any]) -> str:
+    """sha256 of ``info``'s canonical JSON (sorted keys, compact) without its own ``info_sha256`` field."""
+    fields = {key: value for key, value in info.items() if key != INFO_DIGEST}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def verify_export(export_dir: str | Path, info: Mapping[str, Any] | None = None) -> None:
+    """Check an export against the digests its ``llara.json`` records; a one-line :class:`LlaraError`
+    names the first file that differs, is missing or was added. Exports that record no digests (written
+    before llara recorded them) pass with a logged warning."""
+    export_dir = Path(export_dir)
+    info = _read_info(export_dir) if info is None else info
+    skip = "pass --no-verify (LlaraModel.load(..., verify=False)) to load it unchecked"
+    recorded = info.get(FILES_FIELD)
+    if recorded is None and INFO_DIGEST not in info:
+        log.warning("%s records no file digests (written by an older llara): it cannot be verified", export_dir)
+        return
+    config = export_dir / CONFIG_FILE
+    if not isinstance(recorded, dict) or info.get(INFO_DIGEST) != info_digest(info):
+        raise LlaraError(
+            f"{config} was edited after the export was written (its {INFO_DIGEST} does not match its fields); "
+            f"export the model again, or {skip}"
+        )
+    for relative, digest in recorded.items():
+        path = export_dir / str(relative)
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise LlaraError(f"{config} lists {relative!r}, which is outside the export; export the model again")
+        if not path.is_file():
+            raise LlaraError(
+                f"{path} is missing from the export; copy the whole export folder or export again, or {skip}"
+            )
+        if _file_sha256(path) != digest:
+            raise LlaraError(
+                f"{path} differs from the file the export was written with (sha256 recorded in {CONFIG_FILE}): "
+                f"it was changed or damaged; export the model again, or {skip}"
+            )
+    added = sorted(set(_export_files(export_dir)) - set(recorded))
+    if added:
+        raise LlaraError(
+            f"{export_dir / added[0]} is not part of the export as written (not listed in {CONFIG_FILE}); "
+            f"remove it, or {skip}"
+        )
+
+
+def _export_files(export_dir: Path) -> list[str]:
+    """The files of an export but ``llara.json`` (relative POSIX paths, sorted); hidden ones (``.name``,
+    which the loader never reads) are left out."""
+    files = []
+    for path in export_dir.rglob("*"):
+        relative = path.relative_to(export_dir)
+        hidden = any(part.startswith(".") for part in relative.parts)
+        if path.is_file() and relative.as_posix() != CONFIG_FILE and not hidden:
+            files.append(relative.as_posix())
+    return sorted(files)
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def export_info(export_dir: str | Path) -> dict[str, Any]:
