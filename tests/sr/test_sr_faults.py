@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -134,3 +135,82 @@ def test_a_partial_authors_model_is_a_clear_error(tmp_path):
     torch.save(SASRec(), tmp_path / "partial.pt")
     with pytest.raises(LlaraError, match="parameter 'positional_embeddings.weight' of the authors' SASRec is missing"):
         authors.authors_model(tmp_path / "partial.pt")
+
+
+def run_capped(code: str, *args: str, cap: int = 2**30) -> dict:
+    """``code`` in a child process whose address space is capped at ``cap`` (so a memory bomb fails fast
+    there instead of hurting the machine); it prints one JSON object, returned here."""
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, preexec_fn=limit
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+READ_CAPPED = """
+import json, resource, sys, time
+from llara.errors import LlaraError
+from llara.sr.authors import read_authors_checkpoint
+start = time.perf_counter()
+try:
+    read_authors_checkpoint(sys.argv[1])
+    error = None
+except LlaraError as exc:
+    error = str(exc)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"error": error, "seconds": time.perf_counter() - start, "rss_mib": rss}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS bounds the address space on Linux only")
+def test_many_copies_of_one_storage_are_refused_within_the_budget(tmp_path):
+    """The reported bomb: 60 tensors viewing one 32 MiB storage of zeros (each rebuilt as a copy, 1.9 GB in
+    all) in a 33 KB file. It is refused once the copies pass 2 x the file size + 64 MiB, before allocating."""
+    numel = 2**23  # 32 MiB of float32
+    storage = _Storage("0", numel)
+    root = [_Tensor(storage, (numel,), (1,)) for _ in range(60)]
+    path = write_archive(tmp_path / "bomb.pt", root, {"0": bytes(4 * numel)})
+    assert path.stat().st_size < 64 * 2**10
+    result = run_capped(READ_CAPPED, str(path))
+    assert result["error"] is not None and str(path) in result["error"] and "\n" not in result["error"]
+    assert "allowed for a file of this size" in result["error"], result["error"]
+    assert result["rss_mib"] < 600 and result["seconds"] < 10, result
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS bounds the address space on Linux only")
+@pytest.mark.parametrize(
+    "pickled",
+    [
+        b"\x80\x02Nr\xff\xff\xff\x7f.",  # LONG_BINPUT 2**31 - 1: the C unpickler grows its memo to 2**32 slots
+        b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b".",  # BINBYTES8 announcing 1 TiB
+        b"\x80\x05\x96" + (2**36).to_bytes(8, "little") + b".",  # BYTEARRAY8 announcing 64 GiB
+    ],
+)
+def test_opcodes_announcing_huge_sizes_allocate_nothing(tmp_path, pickled):
+    """The C unpickler allocates what these opcodes announce before reading; the pure-Python one does not."""
+    path = tmp_path / "announce.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickled)
+    result = run_capped(READ_CAPPED, str(path))
+    assert result["error"] is not None and str(path) in result["error"] and "\n" not in result["error"]
+    assert result["rss_mib"] < 600, result
+
+
+def test_too_many_rebuilds_are_refused(tmp_path):
+    """Tiny tensors stay within the byte budget; their number is bounded on its own (MAX_REBUILDS)."""
+    storage = _Storage("0", 4)
+    root = [_Tensor(storage, (4,), (1,)) for _ in range(authors.MAX_REBUILDS + 1)]
+    path = write_archive(tmp_path / "many.pt", root, {"0": bytes(16)})
+    with pytest.raises(LlaraError, match=f"more than {authors.MAX_REBUILDS:,} storage reads and tensor rebuilds"):
+        read_authors_checkpoint(path)
+    path = write_archive(tmp_path / "fine.pt", root[:100], {"0": bytes(16)})
+    with pytest.raises(LlaraError, match="does not hold a pickled module"):  # a list, read within the bounds
+        read_authors_checkpoint(path)

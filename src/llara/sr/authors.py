@@ -9,16 +9,22 @@ Item ids keep the authors' numbering (``llara data prepare llara`` uses the same
 
 Sizes are bounded before anything is decompressed: the archive's members may declare at most
 :data:`MAX_UNPACKED_BYTES` in all, each storage must be exactly as large as the pickle says, and every
-tensor must be a view inside its storage.
+tensor must be a view inside its storage. What the pickle builds is bounded too (each tensor is a copy,
+so many views of one storage would add up): storages read plus tensors rebuilt may take at most twice
+the file's size + 64 MiB (:func:`llara.safe_pickle.budget_for`), in at most :data:`MAX_REBUILDS` storage
+reads and tensor rebuilds, each charged before it is allocated. The pickle machine itself is the
+pure-Python one (:class:`llara.safe_pickle.HookedUnpickler`), which never allocates what an opcode
+merely announces.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
-import io
 import math
 import pickle
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -28,12 +34,16 @@ import numpy as np
 import torch
 
 from llara.errors import LlaraError
+from llara.safe_pickle import AllocationBudget, BudgetExceeded, HookedUnpickler, budget_for
 from llara.sr.base import SequentialRecommender
 from llara.sr.checkpoint import check_out_dir, save_sr
 from llara.sr.registry import build_sr
 
 #: the most bytes the members of an authors' archive may unpack to (their SR models are a few MB)
 MAX_UNPACKED_BYTES = 256 * 2**20
+
+#: the most storage reads plus tensor rebuilds one pickle may ask for (an authors' model has a few dozen)
+MAX_REBUILDS = 4096
 
 #: the authors' root class -> our model type
 AUTHORS_CLASSES = {"SASRec": "sasrec", "GRU": "gru4rec", "Caser": "caser"}
@@ -99,8 +109,14 @@ class _Storage:
         self.dtype = dtype
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    """The tensor a pickle describes as a view of ``storage``, refused unless the view lies inside it."""
+def _rebuild_tensor(
+    storage: Any, offset: Any, size: Any, stride: Any, *_: Any, budget: AllocationBudget
+) -> torch.Tensor:
+    """The tensor a pickle describes as a view of ``storage`` (a copy, charged to ``budget`` first),
+    refused unless the view lies inside it."""
+    budget.count("storage reads and tensor rebuilds")
+    if not isinstance(storage, torch.Tensor) or not isinstance(size, tuple) or not isinstance(stride, tuple):
+        raise _Malformed(f"malformed tensor header (storage {type(storage).__name__}, size {size!r}, stride {stride!r})")
     numbers = [offset, *size, *stride]
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers) or len(size) != len(stride):
         raise _Malformed(f"malformed tensor header (offset {offset!r}, size {size!r}, stride {stride!r})")
@@ -108,6 +124,7 @@ def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tup
     last = offset + sum((n - 1) * step for n, step in zip(size, stride)) if count else offset - 1
     if count > storage.numel() or last >= storage.numel():
         raise _Malformed(f"a tensor of size {tuple(size)} at offset {offset} overruns its storage of {storage.numel()}")
+    budget.charge(count * storage.element_size(), f"a tensor of size {tuple(size)}")
     return torch.as_strided(storage, tuple(size), tuple(stride), offset).clone()
 
 
@@ -125,11 +142,10 @@ def _latin1(text: str, encoding: str = "latin1") -> bytes:
     return codecs.encode(text, "latin1")
 
 
-class _InertUnpickler(pickle.Unpickler):
-    """Unpickles a torch module archive into inert records plus real tensors."""
+class _InertUnpickler(HookedUnpickler):
+    """Unpickles a torch module archive into inert records plus real tensors, within ``budget``."""
 
     _FUNCTIONS = {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("numpy.core.multiarray", "scalar"): _numpy_scalar,
         ("numpy._core.multiarray", "scalar"): _numpy_scalar,
@@ -137,18 +153,24 @@ class _InertUnpickler(pickle.Unpickler):
         ("collections", "OrderedDict"): dict,
     }
 
-    def __init__(self, handle: io.BytesIO, archive: zipfile.ZipFile, prefix: str) -> None:
-        super().__init__(handle)
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, budget: AllocationBudget) -> None:
+        super().__init__(data)
         self.archive = archive
         self.prefix = prefix
+        self.budget = budget
         self.storages: dict[str, torch.Tensor] = {}
+        self.classes: dict[tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return functools.partial(_rebuild_tensor, budget=self.budget)
         if (module, name) in self._FUNCTIONS:
             return self._FUNCTIONS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
             return _Storage(_STORAGE_DTYPES[name])
-        return type(name, (_Inert,), {"pickled_name": f"{module}.{name}"})
+        if (module, name) not in self.classes:  # one class per name, however often the pickle names it
+            self.classes[(module, name)] = type(name, (_Inert,), {"pickled_name": f"{module}.{name}"})
+        return self.classes[(module, name)]
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
@@ -168,8 +190,25 @@ class _InertUnpickler(pickle.Unpickler):
             raise _Malformed(
                 f"storage data/{key} holds {info.file_size} bytes but its header announces {numel!r} {dtype} values"
             )
+        self.budget.count("storage reads and tensor rebuilds")
+        self.budget.charge(info.file_size, f"storage data/{key}")
         raw = self.archive.read(info)
         return torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+
+
+#: what a malformed pickle raises while it is unpickled
+_UNREADABLE = (
+    pickle.UnpicklingError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    RuntimeError,
+    OverflowError,
+    RecursionError,
+    struct.error,
+)
 
 
 def read_authors_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
@@ -191,12 +230,15 @@ def read_authors_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tens
             if len(pickles) != 1:
                 raise LlaraError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
             prefix = pickles[0].rpartition("/")[0]
-            root = _InertUnpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix).load()
-    except _Malformed as exc:
+            budget = AllocationBudget(budget_for(path.stat().st_size), max_calls=MAX_REBUILDS)
+            root = _InertUnpickler(archive.read(pickles[0]), archive, prefix, budget).load()
+    except (_Malformed, BudgetExceeded) as exc:
         raise LlaraError(f"{path}: {exc}") from exc
+    except MemoryError as exc:
+        raise LlaraError(f"{path}: ran out of memory while unpickling it (a hostile or damaged checkpoint?)") from exc
     except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError) as exc:
         raise LlaraError(f"{path}: damaged archive ({type(exc).__name__}: {exc})") from exc
-    except (pickle.UnpicklingError, TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError) as exc:
+    except _UNREADABLE as exc:
         raise LlaraError(f"{path}: unreadable pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(root, _Inert) or not isinstance(root.state, dict):
         raise LlaraError(f"{path} does not hold a pickled module")
