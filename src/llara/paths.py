@@ -5,6 +5,7 @@ JSON-lines logs back (tolerating the last line a killed writer tore)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +286,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise LlaraError(f"{path}, line {number}: not valid JSON ({exc}); the log is damaged") from exc
             logger.warning("%s, line %d: skipped a half-written last line", path, number)
     return records
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (read in blocks)."""
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fields_sha256(fields: Mapping[str, Any], without: str) -> str:
+    """sha256 of a JSON mapping's canonical form (sorted keys, compact), leaving out its own digest field
+    ``without``: what an export's ``llara.json`` and a prepared folder's manifest record about themselves."""
+    kept = {key: value for key, value in fields.items() if key != without}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

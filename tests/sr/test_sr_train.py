@@ -50,10 +50,8 @@ def test_an_untrained_model_does_not_score_the_pattern(successor_data, tmp_path)
     assert evaluate_sr(tmp_path / "random", successor_data)["hr@1"]["mean"] < 0.5
 
 
-def test_resume_reaches_the_same_weights(successor_data, tmp_path, monkeypatch):
-    config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4)
-    straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
-
+def interrupt_in_third_epoch(config: SRConfig, data: Path, out: Path, monkeypatch) -> None:
+    """Start training ``config`` into ``out`` and stop it with a KeyboardInterrupt as its third epoch starts."""
     real_epoch, calls = train_module._run_epoch, []
 
     def crash_on_third(*args, **kwargs):
@@ -64,8 +62,15 @@ def test_resume_reaches_the_same_weights(successor_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "_run_epoch", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        train_sr(config, successor_data, tmp_path / "resumed", progress=False)
+        train_sr(config, data, out, progress=False)
     monkeypatch.setattr(train_module, "_run_epoch", real_epoch)
+
+
+def test_resume_reaches_the_same_weights(successor_data, tmp_path, monkeypatch):
+    config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4)
+    straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
+
+    interrupt_in_third_epoch(config, successor_data, tmp_path / "resumed", monkeypatch)
     assert (tmp_path / "resumed" / TRAIN_STATE).exists()
     with pytest.raises(LlaraError, match="--resume"):
         train_sr(config, successor_data, tmp_path / "resumed", progress=False)
@@ -167,18 +172,7 @@ def test_softmax_and_gbce_learn_the_planted_pattern(loss, successor_data, tmp_pa
 def test_resume_is_exact_for_every_loss(loss, successor_data, tmp_path, monkeypatch):
     config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4, **LOSSES[loss])
     straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
-    real_epoch, calls = train_module._run_epoch, []
-
-    def crash_on_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "_run_epoch", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        train_sr(config, successor_data, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(train_module, "_run_epoch", real_epoch)
+    interrupt_in_third_epoch(config, successor_data, tmp_path / "resumed", monkeypatch)
     torch.manual_seed(123)
     resumed = load_sr(train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False))
     for name, tensor in straight.state_dict().items():

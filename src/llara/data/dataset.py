@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llara.errors import LlaraError
-from llara.paths import atomic_dir, check_replaceable
+from llara.paths import atomic_dir, check_replaceable, fields_sha256, file_sha256
 
 FORMAT_VERSION = 1
 #: the manifest field holding the sha256 of the manifest's other fields (:func:`manifest_digest`)
@@ -137,8 +137,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
     """sha256 of a manifest's canonical JSON without its own :data:`MANIFEST_DIGEST` field."""
-    fields = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return fields_sha256(manifest, without=MANIFEST_DIGEST)
 
 
 def is_prepared_folder(path: Path) -> bool:
@@ -175,10 +174,6 @@ def _read_table(path: Path, columns: tuple[str, ...], manifest: Mapping[str, Any
     return frame
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_prepared(
     root: str | Path,
     items: pd.DataFrame,
@@ -202,7 +197,7 @@ def write_prepared(
         hashes = {}
         for filename, table in files.items():
             pq.write_table(table, tmp / filename, compression="zstd")
-            hashes[filename] = _sha256(tmp / filename)
+            hashes[filename] = file_sha256(tmp / filename)
         full = {"format_version": FORMAT_VERSION, **manifest, "files": hashes, "content_hash": content_hash(hashes)}
         full.pop(MANIFEST_DIGEST, None)
         full[MANIFEST_DIGEST] = manifest_digest(json.loads(json.dumps(full)))  # as a reader will parse it

@@ -30,7 +30,6 @@ both before it reads anything, so a changed weight file or an edited setting is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -48,7 +47,7 @@ from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lor
 from llara.llm.prior import PRIOR_FILE, SRPrior, load_prior
 from llara.config import ModelConfig
 from llara.errors import LlaraError
-from llara.paths import atomic_dir
+from llara.paths import atomic_dir, fields_sha256, file_sha256
 from llara.sr.stack import BackboneStack
 
 EXPORT_FORMAT = "llara-export-1"
@@ -915,13 +914,12 @@ def _read_info(export_dir: Path) -> dict[str, Any]:
 
 def export_file_digests(export_dir: Path) -> dict[str, str]:
     """sha256 of every file under ``export_dir`` but ``llara.json`` (and hidden ones), by relative POSIX path."""
-    return {relative: _file_sha256(export_dir / relative) for relative in _export_files(export_dir)}
+    return {relative: file_sha256(export_dir / relative) for relative in _export_files(export_dir)}
 
 
 def info_digest(info: Mapping[str, Any]) -> str:
     """sha256 of ``info``'s canonical JSON (sorted keys, compact) without its own ``info_sha256`` field."""
-    fields = {key: value for key, value in info.items() if key != INFO_DIGEST}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return fields_sha256(info, without=INFO_DIGEST)
 
 
 def verify_export(export_dir: str | Path, info: Mapping[str, Any] | None = None) -> None:
@@ -949,7 +947,7 @@ def verify_export(export_dir: str | Path, info: Mapping[str, Any] | None = None)
             raise LlaraError(
                 f"{path} is missing from the export; copy the whole export folder or export again, or {skip}"
             )
-        if _file_sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise LlaraError(
                 f"{path} differs from the file the export was written with (sha256 recorded in {CONFIG_FILE}): "
                 f"it was changed or damaged; export the model again, or {skip}"
@@ -972,11 +970,6 @@ def _export_files(export_dir: Path) -> list[str]:
         if path.is_file() and relative.as_posix() != CONFIG_FILE and not hidden:
             files.append(relative.as_posix())
     return sorted(files)
-
-
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def export_info(export_dir: str | Path) -> dict[str, Any]:

@@ -10,7 +10,6 @@ whole search takes seconds. The checkpoint's config.json lists every combination
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from llara.sr.classic import CountRecommender, ItemKNN
 from llara.sr.evaluate import candidate_scores
 from llara.sr.registry import CLASSIC
 from llara.sr.samples import SplitTensors, split_tensors
+from llara.sr.tune import combinations
 
 
 def is_count_model(name: str) -> bool:
@@ -60,9 +60,8 @@ def _grid_models(counted: CountRecommender, config: SRConfig) -> list[CountRecom
     """The fitted model under every combination of its hyperparameters' values in ``config``."""
     if not isinstance(counted, ItemKNN):
         return [counted]
-    names = type(counted).config_fields
-    combos = itertools.product(*(getattr(config, name) for name in names))
-    return [counted.with_hyperparameters(**{**counted.hyperparameters(), **dict(zip(names, combo))}) for combo in combos]
+    grid = {name: getattr(config, name) for name in type(counted).config_fields}
+    return [counted.with_hyperparameters(**{**counted.hyperparameters(), **combo}) for combo in combinations(grid)]
 
 
 def _scored(model: CountRecommender, val: SplitTensors) -> tuple[dict[str, Any], CountRecommender]:

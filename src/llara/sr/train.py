@@ -332,11 +332,10 @@ def sample_negatives(
     ``count`` per row (shape ``[*targets.shape, count]``, drawn independently, so with replacement)."""
     if num_items < 2:
         raise LlaraError("negative sampling needs at least two items")
-    if count is None:
-        draw = torch.randint(0, num_items - 1, targets.shape, generator=generator)
-        return draw + (draw >= targets).long()
-    draw = torch.randint(0, num_items - 1, (*targets.shape, count), generator=generator)
-    return draw + (draw >= targets[..., None]).long()
+    per_row = targets if count is None else targets[..., None]
+    shape = targets.shape if count is None else (*targets.shape, count)
+    draw = torch.randint(0, num_items - 1, shape, generator=generator)
+    return draw + (draw >= per_row).long()
 
 
 def _copy_weights(model: SequentialRecommender) -> dict[str, torch.Tensor]:
