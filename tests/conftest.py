@@ -8,6 +8,10 @@ from pathlib import Path
 # Tests run tiny models, where a second intra-op thread only adds synchronisation (and, on shared cores,
 # stalls of many times the work): one thread, inherited by the subprocesses tests start.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# `auto` precision (model.dtype, train.mixed_precision, --dtype) resolves to bf16 where the device computes
+# it natively: the suite pins float32 numerics on every machine (inherited by subprocesses); tests of the
+# bf16 path set LLARA_NATIVE_BF16=1 (or explicit dtypes) themselves
+os.environ["LLARA_NATIVE_BF16"] = "0"
 
 import pytest  # noqa: E402
 

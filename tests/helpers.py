@@ -40,6 +40,12 @@ def tiny_train_overrides(data_dir: Path, base_model: Path, sr_checkpoint: Path, 
     ]
 
 
+def logits_of(model, batch: dict):
+    """The next-token logits of every position of an ``encode_training`` batch (given its labels, the
+    model's forward returns only the answer loss)."""
+    return model(**{key: value for key, value in batch.items() if key != "labels"}).logits
+
+
 def move_trainable_weights(model, seed: int = 1, scale: float = 0.3):
     """``model`` in eval mode with every trainable weight moved by seeded noise (LoRA B starts at zero,
     which would hide what an adapter does); returns the model."""

@@ -199,8 +199,12 @@ class ModelConfig(StrictModel):
     base_model: str = Field(
         "smollm2", description="the causal LM: smollm2 (packaged SmolLM2-135M-Instruct), a local folder or a hub id"
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="precision of the base model's weights"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="precision of the frozen base model's weights (LoRA and projectors stay float32): auto "
+        "(bfloat16 where the device computes bf16 natively: a CUDA GPU with bf16 units, a CPU with avx512_bf16 "
+        "or amx_bf16; else float32; LLARA_NATIVE_BF16=0/1 overrides the detection), float32, bfloat16 or "
+        "float16; with train.mixed_precision=no, float32 restores full float32",
     )
     prompt_mode: PromptMode = Field(
         "hybrid",
@@ -342,8 +346,11 @@ class TrainConfig(StrictModel):
         1.0, gt=0.0, description="model.adapter=moe-lora: the gate's learning rate is lr times this factor"
     )
     max_grad_norm: float = Field(1.0, description="gradients are clipped to this L2 norm before each step")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
-        "no", description="accelerate's mixed precision for the forward and backward passes"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="accelerate's mixed precision (autocast) for the forward and backward passes: auto (bf16 "
+        "where the device computes bf16 natively, as for model.dtype; else no), no, bf16 or fp16; "
+        "model.dtype=float32 train.mixed_precision=no trains in full float32",
     )
     seed: int = Field(
         0, description="seed of the new weights, the row subset, the batch order and the schedule's draws"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import logits_of
 
 from llara.llm import prompts
 from llara.config import ModelConfig
@@ -114,10 +115,10 @@ def test_save_and_load_reproduce_the_trained_model(model: LlaraModel, rows: list
     batch = trained.encode_training(rows)
     trained.eval()
     with torch.no_grad():
-        before = trained(**batch).logits
+        before = logits_of(trained, batch)
     loaded = LlaraModel.load(trained.save(tmp_path / "export"))
     with torch.no_grad():
-        after = loaded(**batch).logits
+        after = logits_of(loaded, batch)
     torch.testing.assert_close(after, before)
     assert (loaded.prompt_mode, loaded.domain, loaded.titles) == (trained.prompt_mode, trained.domain, trained.titles)
     assert loaded.info["data_hash"] == trained.info["data_hash"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import logits_of
 from helpers import move_trainable_weights as perturbed
 from peft import get_peft_model_state_dict
 
@@ -47,7 +48,7 @@ def test_one_expert_equals_plain_lora_of_the_same_rank(tiny_llama, tiny_data, sr
 
     batch = single.encode_training(rows)  # with the histories its gate reads; plain LoRA ignores them
     with torch.no_grad():
-        expected, got = plain(**batch).logits, single(**batch).logits
+        expected, got = logits_of(plain, batch), logits_of(single, batch)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     base = plain.llm.get_base_model()
     with torch.no_grad(), plain.llm.disable_adapter():
@@ -73,9 +74,9 @@ def test_each_row_uses_its_own_gate_weights_in_every_scoring_layout(moe: LlaraMo
         for got, expected in zip(batched.total, naive.total, strict=True):
             assert got == pytest.approx(expected, rel=1e-4, abs=1e-4)
     with torch.no_grad(), moe.gated(moe.histories(rows[:1])):
-        single = moe(**moe.encode_training(rows[:1])).logits  # nested blocks: the inner weights apply
+        single = logits_of(moe, moe.encode_training(rows[:1]))  # nested blocks: the inner weights apply
     with torch.no_grad():
-        together = moe(**moe.encode_training(rows[:2], mode="hybrid")).logits
+        together = logits_of(moe, moe.encode_training(rows[:2], mode="hybrid"))
     width = single.shape[1]
     torch.testing.assert_close(together[0, :width], single[0], rtol=1e-4, atol=1e-4)
 
@@ -87,14 +88,14 @@ def test_export_and_load_round_trip(moe: LlaraModel, rows: list[dict], tiny_llam
     assert loaded.info["lora"]["adapter"] == "moe-lora" and loaded.info["lora"]["experts"] == 4
     batch = moe.encode_training(rows)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**batch).logits, moe(**batch).logits)
+        torch.testing.assert_close(logits_of(loaded, batch), logits_of(moe, batch))
         torch.testing.assert_close(loaded.gate_weights(loaded.histories(rows)), moe.gate_weights(moe.histories(rows)))
     assert generate_token_ids(loaded, rows, batch_size=2) == generate_token_ids(moe, rows, batch_size=4)
 
     started = build(tiny_llama, tiny_data, sr_checkpoint, adapter="moe-lora", experts=4).eval()
     started.load_trained(export)  # how a later stage starts from this export (train.init_from)
     with torch.no_grad():
-        torch.testing.assert_close(started(**batch).logits, moe(**batch).logits)
+        torch.testing.assert_close(logits_of(started, batch), logits_of(moe, batch))
 
 
 def test_a_damaged_or_mismatched_export_is_a_clear_error(moe: LlaraModel, tiny_llama, tiny_data, sr_checkpoint, tmp_path) -> None:

@@ -238,6 +238,9 @@ def test_pipeline_end_to_end_then_reuse_then_one_variant_edit(tmp_path, tiny_llm
     report = first.report.read_text()
     assert "| llara | generate |" in report and "![Learning curves](plots/learning_curves.png)" in report
     assert (run_dir / "plots/schedule.png").is_file() and (run_dir / "environment.json").is_file()
+    environment = json.loads((run_dir / "environment.json").read_text())  # auto, resolved (conftest: not native)
+    assert environment["native_bf16"] is False
+    assert environment["precision"] == {"dtype": "float32", "mixed_precision": "no"}
     assert "## Paired comparisons" in report and "ΔHR@1 vs llara (rank)" in report and "| sdpo | " in report
     assert (run_dir / "plots/validation_hr1.png").is_file()
     sdpo_config = (run_dir / "stages/train-sdpo/config.yaml").read_text()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE, VERIFY_EXPORT
+from llara.commands.options import ALLOW_DATA_MISMATCH, DTYPE, VERIFY_EXPORT, DtypeChoice
 
 
 class ProtocolChoice(str, Enum):
@@ -53,6 +53,7 @@ def evaluate(
     device: str | None = typer.Option(
         None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
     ),
+    dtype: DtypeChoice = DTYPE,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (on a terminal)."),
 ) -> None:
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
@@ -63,7 +64,7 @@ def evaluate(
     protocols = with_constrained(list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value], constrained)
     result = evaluate_checkpoint(
         checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress,
-        force=force, verify=verify,
+        force=force, verify=verify, dtype=dtype.value,
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 #: ``--force``: take over an output folder that is not a previous output of the same command
@@ -31,4 +33,24 @@ VERIFY_EXPORT: bool = typer.Option(
     "--verify/--no-verify",
     help="Check the export's files and llara.json against the sha256 digests recorded when it was written "
     "(--no-verify loads a changed export unchecked).",
+)
+
+
+class DtypeChoice(str, Enum):
+    """``--dtype``: the base weights' precision when a command loads a model."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+#: ``--dtype``: the precision a command loads the base weights in (``llara.llm.precision``)
+DTYPE: DtypeChoice = typer.Option(
+    DtypeChoice.auto,
+    "--dtype",
+    help="Precision of the base weights: auto (an export's recorded dtype, but a bfloat16 export loads as "
+    "float32 where the device does not compute bf16 natively; a base model: bfloat16 where it does, else "
+    "float32; LLARA_NATIVE_BF16=0/1 overrides the detection), float32, bfloat16 or float16. Models with "
+    "bfloat16 base weights run under bf16 autocast.",
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE, VERIFY_EXPORT
+from llara.commands.options import ALLOW_DATA_MISMATCH, DEVICE, DTYPE, VERIFY_EXPORT, DtypeChoice
 
 PANEL = "Serving"
 SR_WEIGHT = typer.Option(
@@ -46,6 +46,7 @@ def recommend(
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
     verify: bool = VERIFY_EXPORT,
     device: str = DEVICE,
+    dtype: DtypeChoice = DTYPE,
 ) -> None:
     """Recommend for a history with a trained LLaRA model: the SR backbone retrieves, the LLM re-ranks."""
     from rich.console import Console
@@ -53,7 +54,9 @@ def recommend(
 
     from llara.serving.recommend import SOURCES, Recommender, score_meaning
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify)
+    recommender = Recommender.load(
+        checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify, dtype=dtype.value
+    )
     source = candidates[0] if candidates and len(candidates) == 1 and candidates[0] in SOURCES else None
     query = recommender.query(history, source or candidates or None, seed, num_candidates)
     ranked = recommender.rank([query], k)[0]
@@ -81,6 +84,7 @@ def serve(
     allow_data_mismatch: bool = ALLOW_DATA_MISMATCH,
     verify: bool = VERIFY_EXPORT,
     device: str = DEVICE,
+    dtype: DtypeChoice = DTYPE,
 ) -> None:
     """Serve recommendations over HTTP: POST /recommend, GET /health, OpenAPI docs at /docs."""
     import uvicorn
@@ -88,6 +92,8 @@ def serve(
     from llara.serving.recommend import Recommender
     from llara.serving.service import create_app
 
-    recommender = Recommender.load(checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify)
+    recommender = Recommender.load(
+        checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify, dtype=dtype.value
+    )
     app = create_app(recommender, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -78,6 +78,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     force: bool = False,
     verify: bool = True,
+    dtype: str | None = "auto",
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
 
@@ -89,6 +90,9 @@ def evaluate_checkpoint(
     ``data_dir`` defaults to the folder a LLaRA export was trained on; SR and zero-shot need it.
     A checkpoint trained on other prepared data is refused unless ``allow_data_mismatch``; a LLaRA export
     whose files differ from the digests its ``llara.json`` records is refused unless ``verify`` is False.
+    ``dtype``: the LLM's base-weight precision (``auto``: an export's recorded dtype, a bf16 export in float32
+    where the device does not compute bf16 natively; a zero-shot model in bfloat16 where it does, else float32;
+    ``llara.llm.precision``).
     Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given). Before anything
     is evaluated, ``out_dir`` is checked (:func:`check_output_folder`; ``force`` replaces files llara did
     not write).
@@ -107,10 +111,12 @@ def evaluate_checkpoint(
         sr_data = _need_data(data_dir, "an SR checkpoint")
         return evaluate_sr_checkpoint(checkpoint, sr_data, protocols, split, max_rows, out_dir, allow_data_mismatch)
     if checkpoint is not None:
-        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, _device(device), verify=verify)
+        model, data = load_export(
+            checkpoint, data_dir, allow_data_mismatch, _device(device), verify=verify, dtype=dtype
+        )
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
-        model = load_zero_shot(str(base_model), data, device=_device(device))
+        model = load_zero_shot(str(base_model), data, dtype=dtype or "auto", device=_device(device))
     return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device, progress)
 
 

@@ -20,6 +20,7 @@ import torch
 from llara.evaluation.constrained import AnswerConstraint
 from llara.evaluation.inference import Prefix, Row, prefill, run_llm
 from llara.llm.packing import answer_ids
+from llara.llm.precision import model_autocast
 
 
 def generate_answers(model: Any, rows: Sequence[Row], batch_size: int = 8, constrained: bool = False) -> list[str]:
@@ -59,9 +60,10 @@ def decode_greedy(model: Any, rows: Sequence[Row], prefix: Prefix, constrained: 
     """Greedy answer tokens of ``rows`` after their prompt pass ``prefix`` (see :func:`generate_token_ids`).
 
     The decoded tokens are removed from ``prefix.cache`` afterwards, so the same prefix serves another decoding.
-    A MoE-LoRA model decodes with the rows' gate weights.
+    A MoE-LoRA model decodes with the rows' gate weights; a model with bf16 base weights under bf16 autocast
+    (``llara.llm.precision.model_autocast``), as its prompt pass ran.
     """
-    with model.gated(model.histories(rows)):
+    with model_autocast(model), model.gated(model.histories(rows)):
         return _decode_greedy(model, rows, prefix, constrained)
 
 

@@ -18,6 +18,7 @@ import torch
 
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
+from llara.llm.precision import model_autocast
 
 Row = Mapping[str, Any]
 
@@ -71,21 +72,23 @@ def prefill(model: Any, rows: Sequence[Row]) -> Prefix:
     """Encode ``rows`` (left padding), inject behavioral tokens and run the LLM once, keeping its cache.
 
     A MoE-LoRA model runs with its rows' gate weights (``LlaraModel.gated``); calls that continue from
-    the cache enter the same block for their own rows."""
+    the cache enter the same block for their own rows. A model with bf16 base weights runs under bf16
+    autocast (``llara.llm.precision.model_autocast``), as do the calls that continue from the cache."""
     device = device_of(model)
     batch = model.encode_prompts(list(rows), padding_side="left")
     input_ids = batch["input_ids"].to(device)
     attention_mask = batch["attention_mask"].to(device)
     history = batch.get("history")
-    embeds = model.input_embeddings(input_ids, batch["behavior_ids"].to(device), history)
-    with model.gated(history):
-        logits, cache = run_llm(
-            model,
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions_from_mask(attention_mask),
-            logits_to_keep=1,
-        )
+    with model_autocast(model):
+        embeds = model.input_embeddings(input_ids, batch["behavior_ids"].to(device), history)
+        with model.gated(history):
+            logits, cache = run_llm(
+                model,
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=positions_from_mask(attention_mask),
+                logits_to_keep=1,
+            )
     return Prefix(
         last_logits=logits[:, -1].float(),
         cache=cache,
@@ -100,9 +103,14 @@ def load_export(
     allow_data_mismatch: bool = False,
     device: str | None = None,
     verify: bool = True,
+    dtype: str | None = "auto",
 ) -> tuple[Any, PreparedData]:
     """A trained LLaRA export in eval mode on ``device`` (``auto``/None: CUDA when available) and its
     prepared data (``data_dir``, else the one it was trained on).
+
+    ``dtype`` is the base weights' precision (``--dtype``): ``auto``/None loads the one ``llara.json``
+    records, except that a bf16 export loads in float32 where ``device`` does not compute bf16 natively
+    (``llara.llm.precision.export_dtype``); float32, bfloat16 or float16 force it.
 
     The attention kernel suits the device (``llara.llm.device``): flash attention only where installed,
     on CUDA, and the model has no answer tokens (which need the packed layout's block mask).
@@ -111,10 +119,15 @@ def load_export(
     """
     from llara.llm.device import attention_for, resolve_device
     from llara.llm.model import LlaraModel, export_info
+    from llara.llm.precision import export_dtype
 
     target = resolve_device(device)
-    answer_tokens = export_info(checkpoint).get("answer_token", "none") != "none"
-    model = LlaraModel.load(checkpoint, attention=attention_for(target, answer_tokens), verify=verify).to(target)
+    info = export_info(checkpoint)
+    answer_tokens = info.get("answer_token", "none") != "none"
+    weights = export_dtype(info.get("dtype"), dtype, target)
+    model = LlaraModel.load(
+        checkpoint, dtype=weights, attention=attention_for(target, answer_tokens), verify=verify
+    ).to(target)
     source = data_dir if data_dir is not None else model.info.get("data_dir")
     if source is None:
         raise LlaraError(f"{checkpoint}/llara.json names no prepared data folder; pass --data DIR")
@@ -130,12 +143,15 @@ def load_export(
     return model, data
 
 
-def load_zero_shot(base_model: str, data: PreparedData, dtype: str = "float32", device: str | None = None) -> Any:
-    """The untuned base LLM as a text-only LLaRA model (no LoRA, no projector), in eval mode on ``device``."""
+def load_zero_shot(base_model: str, data: PreparedData, dtype: str = "auto", device: str | None = None) -> Any:
+    """The untuned base LLM as a text-only LLaRA model (no LoRA, no projector), in eval mode on ``device``;
+    ``dtype`` ``auto`` is bfloat16 where ``device`` computes bf16 natively, else float32
+    (``llara.llm.precision.resolve_dtype``)."""
     from llara.config import ModelConfig
     from llara.llm.device import attention_for, resolve_device
     from llara.llm.model import LlaraModel
+    from llara.llm.precision import resolve_dtype
 
     target = resolve_device(device)
-    config = ModelConfig(base_model=base_model, prompt_mode="text", dtype=dtype)
+    config = ModelConfig(base_model=base_model, prompt_mode="text", dtype=resolve_dtype(dtype or "auto", target))
     return LlaraModel.from_config(config, data, lora=False, attention=attention_for(target, False)).to(target).eval()

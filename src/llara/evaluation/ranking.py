@@ -24,6 +24,7 @@ from llara.errors import LlaraError
 from llara.evaluation.inference import Row, device_of, prefill, run_llm
 from llara.llm.device import takes_block_mask, to_device
 from llara.llm.packing import answer_ids, evidence_tokens, pack_candidates
+from llara.llm.precision import model_autocast
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,13 @@ def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, metho
     ``method``: ``packed`` (each row's prompt and all its answers in one sequence, a block mask keeping
     the answers apart), ``expanded`` (the prompt cache copied once per candidate, answers batched), or
     ``auto`` (packed where the attention kernel takes custom masks: sdpa and eager).
+
+    A model with bf16 base weights scores under bf16 autocast (``llara.llm.precision.model_autocast``: its
+    float32 LoRA and projector weights meet the base in bf16 matmuls, as in training); scores are float32.
     """
     score_batch = _SCORERS[ranking_method(model, method)]
-    chunks = [score_batch(model, rows[start : start + batch_size]) for start in range(0, len(rows), batch_size)]
+    with model_autocast(model):
+        chunks = [score_batch(model, rows[start : start + batch_size]) for start in range(0, len(rows), batch_size)]
     verdict = [v for chunk in chunks for v in chunk.verdict] if chunks and chunks[0].verdict is not None else None
     return CandidateScores(
         total=[v for chunk in chunks for v in chunk.total], mean=[v for chunk in chunks for v in chunk.mean], verdict=verdict
@@ -136,8 +141,13 @@ def score_candidates_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     C forward passes over the whole prompt per row: the baseline the packed scorer is checked and timed
     against. With answer tokens, each answer is preceded (or, ``answer_token_at == "end"``, followed) by its
     own answer placeholder; a verdict is the ``Yes`` minus ``No`` logit at the sequence's last token (plus
-    the SR prior, ``model.sr_prior``).
+    the SR prior, ``model.sr_prior``). Under bf16 autocast for bf16 base weights, as :func:`score_candidates`.
     """
+    with model_autocast(model):
+        return _score_naive(model, rows)
+
+
+def _score_naive(model: Any, rows: Sequence[Row]) -> CandidateScores:
     device = device_of(model)
     total: list[np.ndarray] = []
     mean: list[np.ndarray] = []

@@ -2,7 +2,8 @@
 
 Lives here: ``loader`` (resolve ``smollm2`` or a path / hub id to a causal LM and tokenizer), ``prompts``
 (templates, prompt modes, placeholder tokens), ``model`` (``LlaraModel``: LoRA, projectors, behavioral
-token injection, tokenisation and padding, export save / load).
+token injection, tokenisation and padding, export save / load), ``precision`` (``auto`` precision: bf16
+where the device computes it natively, the inference autocast).
 
 May import: ``llara.config``, ``llara.errors``, ``llara.paths``, ``llara.data``, ``llara.sr``.
 """

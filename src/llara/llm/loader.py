@@ -32,12 +32,19 @@ def load_base_model(
     ``name_or_path`` is ``"smollm2"`` (the packaged offline model), a local model folder, or a hub id.
     ``load_in_bits`` (4 or 8) quantises the frozen base weights with bitsandbytes, where installed.
     ``attention`` is the attention kernel (``llara.llm.device.choose_attention``); None: transformers' default.
+    ``dtype`` ``auto`` resolves for the default device (``llara.llm.precision.resolve_dtype``: bfloat16 where
+    it computes bf16 natively, else float32); callers that know the device resolve it first.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
+    from llara.llm.device import resolve_device
+    from llara.llm.precision import AUTO, resolve_dtype
+
+    if dtype == AUTO:
+        dtype = resolve_dtype(dtype, resolve_device(AUTO))
     if dtype not in DTYPES:
-        raise LlaraError(f"model.dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        raise LlaraError(f"model.dtype {dtype!r} is not one of {AUTO}, {', '.join(DTYPES)}")
     source = resolve_base_model(name_or_path)
     tokenizer = load_tokenizer(source)
     kwargs = {"dtype": getattr(torch, dtype)}

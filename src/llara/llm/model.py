@@ -43,7 +43,10 @@ import torch
 from torch import nn
 
 from llara.llm import prompts
+from llara.llm.device import resolve_device
+from llara.llm.dropout import use_bit_dropout
 from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lora, load_adapter_state, shared_mixture
+from llara.llm.precision import resolve_dtype
 from llara.llm.prior import PRIOR_FILE, SRPrior, load_prior
 from llara.config import ModelConfig
 from llara.errors import LlaraError
@@ -100,6 +103,13 @@ class AnswerScores:
     def mean(self) -> torch.Tensor:
         """Length-normalised log-likelihood (per-token mean); 0 where a row has fewer answers."""
         return self.total / self.count.clamp(min=1)
+
+
+@dataclass
+class AnswerLoss:
+    """What :meth:`LlaraModel.forward` returns given ``labels``: the mean cross-entropy of the labelled tokens."""
+
+    loss: torch.Tensor
 
 
 class Projector(nn.Sequential):
@@ -207,9 +217,8 @@ class LlaraModel(nn.Module):
                 "model.adapter=moe-lora, or drop them"
             )
         sr = _backbone(primary, data.num_items, evidence_checkpoints) if evidence or moe else None
-        llm, tokenizer = load_base_model(
-            model_config.base_model, model_config.dtype, model_config.load_in_bits, attention
-        )
+        dtype = resolve_dtype(model_config.dtype, resolve_device())  # llara.json records what was loaded
+        llm, tokenizer = load_base_model(model_config.base_model, dtype, model_config.load_in_bits, attention)
         add_placeholder_tokens(tokenizer)
         resize_for_placeholders(llm, tokenizer)
         mixture = ExpertWeights() if moe else None
@@ -230,7 +239,7 @@ class LlaraModel(nn.Module):
         info = {
             "format": EXPORT_FORMAT,
             "base_model": model_config.base_model,
-            "dtype": model_config.dtype,
+            "dtype": dtype,
             "sr_checkpoint": str(sr_checkpoint) if sr_checkpoint is not None else None,
             "evidence_checkpoints": [str(path) for path in evidence_checkpoints],
             "prior_checkpoint": str(prior_checkpoint) if prior_source is not None else None,
@@ -546,7 +555,7 @@ class LlaraModel(nn.Module):
         history: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the LLM on injected embeddings; with ``labels`` the output carries the causal-LM loss.
+        """Run the LLM on injected embeddings; given ``labels``, the loss of the labelled tokens (:class:`AnswerLoss`).
 
         Given a packed candidate batch (``llara.llm.packing``: ``score_positions`` among the keywords), it
         returns :class:`AnswerScores` instead, through :meth:`score_answers` (so that distributed wrappers,
@@ -555,8 +564,30 @@ class LlaraModel(nn.Module):
         if "score_positions" in kwargs:
             return self.score_answers(input_ids, attention_mask, behavior_ids, history=history, **kwargs)
         embeds = self.input_embeddings(input_ids, behavior_ids, history)
-        with self.gated(history):
-            return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+        if labels is None:
+            with self.gated(history), self.lora_in_autocast_dtype():
+                return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        with self.gated(history), self.lora_in_autocast_dtype():
+            hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)[0]
+        return AnswerLoss(self.answer_loss(hidden, labels))
+
+    def lora_in_autocast_dtype(self) -> AbstractContextManager:
+        """Under autocast, LoRA layers take their input as it comes: peft would cast it to the float32
+        LoRA weights' dtype, and autocast would cast it back for the matmul (two copies of every LoRA
+        input per layer). Without autocast (or without LoRA) this does nothing."""
+        from peft.helpers import disable_input_dtype_casting
+
+        device = next(self.llm.parameters()).device.type
+        return disable_input_dtype_casting(self.llm, active=torch.is_autocast_enabled(device))
+
+    def answer_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean causal-LM cross-entropy of the labelled tokens (``labels`` ``[B, T]``, ``IGNORE_INDEX``
+        elsewhere) from the decoder's ``hidden`` states ``[B, T, d]``: the output head runs only at the
+        positions that predict a labelled token, not over the whole sequence."""
+        targets = labels[:, 1:]
+        rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
+        logits = self.llm.get_output_embeddings()(hidden[rows, positions]).float()
+        return nn.functional.cross_entropy(logits, targets[rows, positions])
 
     def score_answers(
         self,
@@ -570,26 +601,28 @@ class LlaraModel(nn.Module):
         history: torch.Tensor | None = None,
         verdict_positions: torch.Tensor | None = None,
         candidate_items: torch.Tensor | None = None,
+        scored_candidates: torch.Tensor | None = None,
     ) -> AnswerScores:
         """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass;
         with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdict scores too, plus
         the SR prior of ``candidate_items`` ``[B, C]`` when the model has one (:meth:`prior`).
 
-        The vocabulary projection runs only at the positions that predict a scored token.
+        The vocabulary projection runs only at the positions that predict a scored token, and with
+        ``scored_candidates`` (``[B, C]`` booleans) only for those candidates: the others' summed
+        log-probabilities are then 0 (their counts stay right). Verdict training needs only the target's.
         """
         embeds = self.input_embeddings(input_ids, behavior_ids, history)
         mask = torch.zeros(attention_mask.shape, dtype=embeds.dtype, device=embeds.device)
         mask = mask.masked_fill(~attention_mask.bool(), torch.finfo(embeds.dtype).min)
         decoder = self.llm.get_decoder()
-        with self.gated(history):
+        with self.gated(history), self.lora_in_autocast_dtype():
             hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
-        picked = hidden.gather(1, score_positions[..., None].expand(-1, -1, hidden.shape[-1]))
-        logits = self.llm.get_output_embeddings()(picked).float()
-        token_logp = logits.gather(-1, score_targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         real = score_segments >= 0
         width = int(score_segments.max()) + 1
         index = score_segments.clamp(min=0)
-        total = token_logp.new_zeros(len(index), width).scatter_add(1, index, torch.where(real, token_logp, 0.0))
+        needed = real if scored_candidates is None else real & scored_candidates.gather(1, index)
+        token_logp = self._token_logp(hidden, score_positions, score_targets, needed)
+        total = token_logp.new_zeros(len(index), width).scatter_add(1, index, token_logp)
         count = token_logp.new_zeros(len(index), width).scatter_add(1, index, real.float())
         verdict = None
         if verdict_positions is not None:
@@ -600,6 +633,16 @@ class LlaraModel(nn.Module):
                     raise LlaraError("the SR prior scores the packed candidates: pass `candidate_items`")
                 verdict = verdict + self.prior(history, candidate_items, count > 0)
         return AnswerScores(total=total, count=count, verdict=verdict)
+
+    def _token_logp(
+        self, hidden: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor, needed: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, P]`` log-probabilities of ``targets`` predicted at ``positions`` of ``hidden`` ``[B, T, d]``,
+        computed where ``needed`` and 0 elsewhere (the output head runs on the needed positions only)."""
+        rows, slots = needed.nonzero(as_tuple=True)
+        logits = self.llm.get_output_embeddings()(hidden[rows, positions[rows, slots]]).float()
+        logp = logits.gather(-1, targets[rows, slots, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return logp.new_zeros(needed.shape).index_put((rows, slots), logp)
 
     def prior(self, history: torch.Tensor | None, items: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The SR prior ``[B, C]`` added to the verdicts of ``items`` ``[B, C]`` after ``history`` ``[B, L]``:
@@ -864,11 +907,13 @@ def _with_lora(llm: nn.Module, config: ModelConfig) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(llm, lora)
+        peft_model = get_peft_model(llm, lora)
     except ValueError as exc:
         raise LlaraError(
             f"model.lora_target_modules {config.lora_target_modules} do not fit the base model: {exc}"
         ) from exc
+    use_bit_dropout(peft_model)
+    return peft_model
 
 
 def _with_moe_lora(llm: nn.Module, lora: Mapping[str, Any], mixture: ExpertWeights) -> nn.Module:

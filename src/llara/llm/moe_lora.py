@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from llara.errors import LlaraError
+from llara.llm.dropout import BitDropout
 
 
 class ExpertWeights:
@@ -96,7 +97,7 @@ class MoeLoraLinear(nn.Module):
         self.experts = experts
         self.expert_rank = rank // experts
         self.scaling = alpha / rank
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = BitDropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft's LoRA A; B starts at zero
@@ -107,7 +108,9 @@ class MoeLoraLinear(nn.Module):
         weights = self.mixture.current(x.shape[0])
         per_rank = weights.repeat_interleave(self.expert_rank, dim=-1).to(self.lora_A.dtype)
         per_rank = per_rank.view(x.shape[0], *([1] * (x.dim() - 2)), -1)  # broadcast over the positions
-        hidden = nn.functional.linear(self.dropout(x.to(self.lora_A.dtype)), self.lora_A) * per_rank
+        if not torch.is_autocast_enabled(x.device.type):  # under autocast the matmul picks the dtype
+            x = x.to(self.lora_A.dtype)
+        hidden = nn.functional.linear(self.dropout(x), self.lora_A) * per_rank
         update = nn.functional.linear(hidden, self.lora_B) * self.scaling
         return result + update.to(result.dtype)
 

@@ -1,4 +1,5 @@
-"""What a run ran on: package versions, Python, torch device and threads, CPU count."""
+"""What a run ran on: package versions, Python, torch device and threads, CPU count, the precision ``auto``
+resolves to."""
 
 from __future__ import annotations
 
@@ -33,12 +34,24 @@ def torch_device() -> dict[str, Any]:
     return {**device, "torch_threads": torch.get_num_threads()}
 
 
-def environment_info() -> dict[str, Any]:
-    """Everything the report states about the machine and software."""
+def precision_info(dtype: str = "auto", mixed_precision: str = "auto") -> dict[str, Any]:
+    """What ``model.dtype`` and ``train.mixed_precision`` resolve to on the default device
+    (``llara.llm.precision``): ``{"native_bf16": bool, "precision": {"dtype", "mixed_precision"}}``."""
+    from llara.llm.device import resolve_device
+    from llara.llm.precision import choose_precision
+
+    chosen = choose_precision(dtype, mixed_precision, resolve_device("auto"))
+    return {"native_bf16": chosen.native_bf16, "precision": chosen.record()}
+
+
+def environment_info(dtype: str = "auto", mixed_precision: str = "auto") -> dict[str, Any]:
+    """Everything the report states about the machine and software, with the precision ``dtype`` and
+    ``mixed_precision`` (a run config's ``model.dtype`` and ``train.mixed_precision``) resolve to here."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
         **torch_device(),
+        **precision_info(dtype, mixed_precision),
     }

@@ -405,8 +405,10 @@ class _Pipeline:
                 "prior": prior.record() if prior else None,
             }
         else:
-            target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": llm_protocols}
-            identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model)}
+            target = {"checkpoint": None, "base_model": config.model.base_model, "protocols": llm_protocols,
+                      "dtype": config.model.dtype}
+            identity = {"base_model": config.model.base_model, "files": path_fingerprint(config.model.base_model),
+                        "dtype": config.model.dtype}
         outputs: dict[str, str | None] = {"metrics": None, "catalog": None}
         if "frozen" in config.eval.candidates:
             evaluated = self.evaluate(run, config, data, target, identity)
@@ -503,4 +505,4 @@ def _write_run_files(run_dir: Path, config: RunConfig, entries: list[VariantEntr
     with atomic_file(run_dir / RUN_CONFIG) as handle:
         handle.write(dump_config(config))
     with atomic_file(run_dir / ENVIRONMENT) as handle:
-        json.dump(environment_info(), handle, indent=2)
+        json.dump(environment_info(config.model.dtype, config.train.mixed_precision), handle, indent=2)

@@ -36,7 +36,7 @@ from llara.errors import LlaraError
 from llara.paths import atomic_file
 
 #: the layout of stage specs; bump it when a config default changes (specs leave defaults out)
-STAGE_FORMAT = 3
+STAGE_FORMAT = 4
 Action = Literal["ran", "resumed", "reused"]
 Builder = Callable[[Path, bool], None]
 

@@ -100,17 +100,20 @@ class Recommender:
         device: str | None = None,
         sr_weight: float = 0.0,
         verify: bool = True,
+        dtype: str | None = "auto",
     ) -> Recommender:
         """Load a LLaRA export onto ``device`` (``auto``/None: CUDA when available), its prepared data
         (``data_dir``, else the one named in ``llara.json``) and its SR backbone (when it has one).
 
         ``data_dir`` must be the folder the export was trained on unless ``allow_data_mismatch``; ``verify``
-        checks the export's files against the digests its ``llara.json`` records.
+        checks the export's files against the digests its ``llara.json`` records. ``dtype``: the base weights'
+        precision (``auto``: the recorded one, float32 for a bf16 export where the device does not compute
+        bf16 natively; ``llara.evaluation.inference.load_export``).
         """
         from llara.evaluation.inference import load_export
         from llara.evaluation.rerank import export_backbone
 
-        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, device, verify=verify)
+        model, data = load_export(checkpoint, data_dir, allow_data_mismatch, device, verify=verify, dtype=dtype)
         return cls(model, data, export_backbone(model), sr_weight)
 
     @property

@@ -4,7 +4,10 @@ One optimizer step = ``batch_size`` rows = micro-batch x accumulation x processe
 step share one prompt mode drawn by the schedule (``llara.training.schedules``) from the global step. The loss
 is the objective named by ``train.objective`` (``llara.training.objectives``; the paper's is ``sft``,
 causal-LM cross-entropy on the answer tokens only). A stage can start from an earlier export
-(``train.init_from``) and stop on a wall-clock budget (``train.max_minutes``). Out folder::
+(``train.init_from``) and stop on a wall-clock budget (``train.max_minutes``). ``model.dtype`` and
+``train.mixed_precision`` ``auto`` are resolved for the device before the model is built
+(``llara.llm.precision``: bf16 where it computes bf16 natively), logged once and recorded in the export's
+``llara.json`` (``dtype``, ``mixed_precision``); config.yaml keeps the configured values. Out folder::
 
     config.yaml      the resolved experiment config
     metrics.jsonl    one line per optimizer step (and per validation)
@@ -44,6 +47,7 @@ from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.device import attention_for, to_device
 from llara.llm.model import IGNORE_INDEX, LlaraModel
+from llara.llm.precision import Precision, choose_precision
 from llara.paths import atomic_file, check_replaceable, output_lock, read_jsonl
 from llara.llm.prompts import uses_behavior_tokens
 from llara.training.objectives.preference import reference_scores
@@ -63,6 +67,8 @@ from llara.training.outputs import (
 
 logger = logging.getLogger(__name__)
 
+#: devices with a fused AdamW kernel in torch
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
 #: preference objectives: the starting model's candidate scores, per prompt mode (safetensors)
 REFERENCE_FILE = "reference_scores.safetensors"
 
@@ -85,7 +91,9 @@ def build_optimizer(
     model: LlaraModel, lr: float, weight_decay: float, projector_decay: float, gate_lr_factor: float = 1.0
 ) -> torch.optim.AdamW:
     """AdamW over the trainable parameters; the projector has its own group and weight decay, the
-    MoE-LoRA gate its own group with learning rate ``lr * gate_lr_factor``."""
+    MoE-LoRA gate its own group with learning rate ``lr * gate_lr_factor``. The fused implementation
+    (one kernel for all tensors; on the CPU 30x faster than the per-tensor loop over ~400 LoRA tensors)
+    is used where torch has it for every parameter's device."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     projector = [p for n, p in trainable if n.startswith("projector.")]
     gate = [p for n, p in trainable if n.startswith("gate.")]
@@ -95,7 +103,8 @@ def build_optimizer(
         groups.append({"params": projector, "weight_decay": projector_decay})
     if gate:
         groups.append({"params": gate, "weight_decay": weight_decay, "lr": lr * gate_lr_factor})
-    return torch.optim.AdamW(groups, lr=lr)
+    fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for _, p in trainable)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
 def train(
@@ -143,7 +152,7 @@ class _Run:
             )
         self.out = Path(self.tc.out_dir or Path("runs") / config.name)
         check_replaceable(self.out, is_training_folder, "training run folder", force)
-        self.accelerator, self.plan = _accelerator(self.tc)
+        self.accelerator, self.plan, self.precision = _accelerator(self.tc, config.model.dtype)
         if claim is not None and self.accelerator.is_main_process:  # one lock per run, held by its main process
             claim.enter_context(output_lock(self.out))
         self.sharded = self.accelerator.distributed_type == "DEEPSPEED"
@@ -154,12 +163,17 @@ class _Run:
         self.rows = _training_rows(self._candidate_rows(), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
         attention = training_attention(config, self.accelerator.device)
+        self._report_precision()
+        # the model gets the resolved dtype (llara.json records it); config.yaml and the resume fingerprint
+        # keep the configured one (auto), so they do not change with the hardware
         self.model = LlaraModel.from_config(
-            config.model, self.data, self.tc.sr_checkpoint, attention=attention,
-            evidence_checkpoints=self.tc.evidence_checkpoints, prior_checkpoint=self.tc.prior_checkpoint,
+            config.model.model_copy(update={"dtype": self.precision.dtype}), self.data, self.tc.sr_checkpoint,
+            attention=attention, evidence_checkpoints=self.tc.evidence_checkpoints,
+            prior_checkpoint=self.tc.prior_checkpoint,
         )
         self.objective = _objective(config)
         self.model.info["rank_score"] = rank_score(self.tc)
+        self.model.info["mixed_precision"] = self.precision.mixed_precision
         if self.tc.init_from:
             self.model.load_trained(self.tc.init_from)
         micro_batches = len(epoch_micro_batches(self.lengths, self.tc.micro_batch_size, self.tc.seed, 0))
@@ -185,6 +199,18 @@ class _Run:
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ setup
+
+    def _report_precision(self) -> None:
+        """Log what this run computes in (``auto`` resolved for the device) once, on the main process; with
+        the progress bar on, also print it above the bar."""
+        if not self.accelerator.is_main_process:
+            return
+        line = self.precision.describe()
+        logger.info(line)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line)
 
     def _candidate_rows(self) -> pd.DataFrame:
         """The training split; with ``train.sr_unseen_rows`` only the rows of the users the SR backbone left
@@ -504,8 +530,10 @@ def _objective(config: ExperimentConfig) -> Any:
     return get_objective(config.train.objective)
 
 
-def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
-    """The Accelerator of this process and its share of each optimizer step; clear errors for bad setups."""
+def _accelerator(tc: TrainConfig, model_dtype: str = "float32") -> tuple[Any, StepPlan, Precision]:
+    """The Accelerator of this process, its share of each optimizer step and the run's precision
+    (``model_dtype`` and ``tc.mixed_precision`` with ``auto`` resolved for this process's device, before the
+    model is built); clear errors for bad setups."""
     from accelerate import Accelerator, PartialState
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs, DistributedType
@@ -519,13 +547,14 @@ def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
             "launch with `accelerate launch --multi_gpu --num_processes N`"
         )
     accumulation = accumulation_steps(tc.batch_size, tc.micro_batch_size, processes.num_processes)
+    precision = choose_precision(model_dtype, tc.mixed_precision, processes.device)
     # accelerate keeps the first run's mixed precision for the whole process; several runs in one process
     # (the variants of `llara run`) each get their own (the process group in PartialState is kept)
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         cpu=cpu,
         gradient_accumulation_steps=accumulation,
-        mixed_precision=tc.mixed_precision,
+        mixed_precision=precision.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     if accelerator.distributed_type == DistributedType.FSDP:
@@ -536,7 +565,7 @@ def _accelerator(tc: TrainConfig) -> tuple[Any, StepPlan]:
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         # no data loader goes through accelerate.prepare, so DeepSpeed learns the micro-batch here
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = tc.micro_batch_size
-    return accelerator, StepPlan(accumulation, processes.num_processes, processes.process_index)
+    return accelerator, StepPlan(accumulation, processes.num_processes, processes.process_index), precision
 
 
 def _distributed_cpu() -> bool:

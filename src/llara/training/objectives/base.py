@@ -46,10 +46,14 @@ def score_packed(
     rows: Sequence[Mapping],
     candidates: Sequence[Sequence[int]],
     context: ObjectiveContext,
-) -> tuple[AnswerScores, int]:
+    scored: torch.Tensor | None = None,
+) -> tuple[AnswerScores, tuple[int, int]]:
     """Answer log-likelihoods of ``candidates[b]`` after row ``b``'s prompt (one packed forward pass),
-    and the (real tokens, positions) the pass ran."""
+    and the (real tokens, positions) the pass ran; with ``scored`` (``[B, C]`` booleans) the
+    log-likelihoods of only those candidates are computed (the others read 0)."""
     packed = pack_candidates(model, rows, candidates, mode=context.mode)
+    if scored is not None:
+        packed["scored_candidates"] = scored
     scores = forward(**to_device(packed, context.device))
     return scores, (real_token_count(packed), packed["input_ids"].numel())
 

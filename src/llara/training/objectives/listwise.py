@@ -26,16 +26,22 @@ def listwise_loss(
     """Softmax cross-entropy of the target among the row's candidates (+ ``sft_weight`` x target NLL)."""
     config = context.config
     candidates = [[int(c) for c in row["candidates"]] for row in rows]
-    scores, (tokens, positions) = score_packed(forward, model, rows, candidates, context)
+    target = torch.tensor([items.index(int(row["target"])) for items, row in zip(candidates, rows, strict=True)])
+    scored = _scored(config, target, max(map(len, candidates)))
+    scores, (tokens, positions) = score_packed(forward, model, rows, candidates, context, scored)
     logits = candidate_scores(scores, config.listwise_score) / config.temperature
-    target = torch.tensor(
-        [items.index(int(row["target"])) for items, row in zip(candidates, rows, strict=True)], device=logits.device
-    )
+    target = target.to(logits.device)
     ranking = F.cross_entropy(logits, target)
     sft = target_sft(scores, target)
     hits = (logits.argmax(-1) == target).float().mean()
     logs = {"listwise_loss": ranking.detach(), "sft_loss": sft.detach(), "train_hr@1": hits.detach()}
     return ObjectiveOutput(ranking + config.sft_weight * sft, tokens, positions, logs)
+
+
+def _scored(config: Any, target: torch.Tensor, width: int) -> torch.Tensor | None:
+    """The candidates (``[B, width]``) whose answer log-likelihoods the loss reads: all of them (None) when
+    the softmax runs over them; with verdict scores only the target's (the sft term and its log)."""
+    return None if config.listwise_score != "verdict" else F.one_hot(target, width).bool()
 
 
 def candidate_scores(scores: AnswerScores, listwise_score: str) -> torch.Tensor:

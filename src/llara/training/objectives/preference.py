@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llara.llm.precision import model_autocast
 from llara.llm.packing import pack_candidates
 from llara.training.objectives.base import ObjectiveContext, ObjectiveOutput, score_packed, target_sft
 
@@ -71,13 +72,15 @@ def _preference(
 
 @torch.no_grad()
 def reference_scores(model: Any, rows: Sequence[Mapping], mode: str, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Summed answer log-likelihoods ``[rows, candidates]`` of every candidate under ``model`` (eval mode)."""
+    """Summed answer log-likelihoods ``[rows, candidates]`` of every candidate under ``model`` (eval mode;
+    under bf16 autocast for a bf16 base, as training computes the policy's)."""
     was_training = model.training
     model.eval()
     parts = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        packed = pack_candidates(model, chunk, [row["candidates"] for row in chunk], mode=mode)
-        parts.append(model(**{k: v.to(device) for k, v in packed.items()}).total.float().cpu())
+    with model_autocast(model):
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            packed = pack_candidates(model, chunk, [row["candidates"] for row in chunk], mode=mode)
+            parts.append(model(**{k: v.to(device) for k, v in packed.items()}).total.float().cpu())
     model.train(was_training)
     return torch.cat(parts)
