@@ -26,10 +26,14 @@ def test_bench_eval_on_a_tiny_export(tiny_llama, tiny_data, tmp_path, monkeypatc
     argv = ["bench_eval.py", "--data", str(tiny_data.root), "--checkpoint", str(export), "--rows", "3",
             "--naive-rows", "1", "--batch-size", "2", "--repeats", "1", "--threads", "1", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # its sibling peaks.py
     runpy.run_path(str(SCRIPT), run_name="__main__")
     figures = json.loads(out.read_text())
-    expected = {"generate", "generate_constrained", "rank_packed", "rank_expanded", "naive", "evaluate_all"}
+    expected = {"generate", "generate_constrained", "rank_packed", "rank_own_score", "rank_expanded", "naive",
+                "evaluate_all"}
     assert set(figures["wall_s_per_row"]) == expected
+    assert figures["matmul_gflops"]["fp32"] > 0 and figures["matmul_gflops"]["bf16"] > 0
+    assert 0 < figures["rank_packed_share_of_bf16_peak"] and figures["dtype"] == "float32"
     assert figures["constrained_over_generate"]["wall"] > 0
     assert figures["quality"]["generate-constrained"]["valid_ratio"]["mean"] == 1.0
     assert figures["quality"]["generate"]["hr@1"]["n"] == 3

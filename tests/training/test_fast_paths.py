@@ -1,15 +1,16 @@
-"""Training's cheaper forms against their references: the answer loss and candidate log-likelihoods
-computed only where a loss reads them, and fused AdamW."""
+"""The cheaper forms against their references: the answer loss and candidate log-likelihoods computed
+only where a loss reads them, verdict ranking without log-likelihoods, and fused AdamW."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from llara.config import ModelConfig
+from llara.evaluation.ranking import ranking_scores, score_candidates
 from llara.llm.model import LlaraModel
 from llara.llm.packing import pack_candidates
 from llara.training.loop import build_optimizer
@@ -93,3 +94,13 @@ def test_fused_adamw_follows_the_per_tensor_loop(model: LlaraModel, rows) -> Non
     for name in start:
         torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-5, atol=1e-6, msg=name)
         assert not torch.equal(results[0][name], start[name])
+
+
+@pytest.mark.parametrize("rank_score", ["verdict", "mean"])
+def test_ranking_scores_equal_the_full_scorers_ranking(model: LlaraModel, rows, monkeypatch, rank_score) -> None:
+    monkeypatch.setitem(model.info, "rank_score", rank_score)
+    expected = score_candidates(model, rows, batch_size=2).ranking(rank_score)
+    got = ranking_scores(model, rows, batch_size=2)
+    assert len(got) == len(expected) == len(rows)
+    for row_scores, row_expected in zip(got, expected, strict=True):
+        np.testing.assert_allclose(row_scores, row_expected, rtol=1e-5, atol=1e-5)

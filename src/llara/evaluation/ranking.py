@@ -65,6 +65,26 @@ def score_candidates(model: Any, rows: Sequence[Row], batch_size: int = 8, metho
     )
 
 
+def ranking_scores(model: Any, rows: Sequence[Row], batch_size: int = 8) -> list[np.ndarray]:
+    """The score ``model`` ranks by (its ``rank_score``) for every candidate of every row: what serving,
+    catalog re-ranking and training validation read. A verdict model's verdicts come from the packed pass
+    without the answers' vocabulary projection, which only the log-likelihoods need; other models'
+    scores are :func:`score_candidates`'."""
+    if model.rank_score != "verdict":
+        return score_candidates(model, rows, batch_size).ranking(model.rank_score)
+    ranking_method(model)  # the packed layout's kernel check
+    with model_autocast(model):
+        return [v for start in range(0, len(rows), batch_size) for v in _verdicts(model, rows[start : start + batch_size])]
+
+
+@torch.inference_mode()
+def _verdicts(model: Any, rows: Sequence[Row]) -> list[np.ndarray]:
+    packed = pack_candidates(model, rows, [row["candidates"] for row in rows])
+    counts = [len(row["candidates"]) for row in rows]
+    packed["scored_candidates"] = torch.zeros(len(rows), max(counts), dtype=torch.bool)
+    return _unpad(model(**to_device(packed, device_of(model))).verdict, counts)
+
+
 def ranking_method(model: Any, method: str = "auto") -> str:
     """The scorer ``method`` resolves to for ``model``: ``auto`` is ``packed`` where the model's attention
     kernel takes a 4-D block mask (sdpa, eager) and ``expanded`` otherwise (flash attention), where

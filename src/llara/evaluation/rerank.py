@@ -67,11 +67,11 @@ def rerank(
     batch_size: int = 8,
 ) -> list[Reranked]:
     """Retrieve ``n`` items per row's ``history`` with ``backbone`` and score them with ``model`` (when given)."""
-    from llara.evaluation.ranking import score_candidates
+    from llara.evaluation.ranking import ranking_scores
 
     retrieved = retrieve(backbone, [row["history"] for row in rows], n)
     if model is None:
         return [Reranked(r.items, r.scores) for r in retrieved]
     prompts = [{"history": row["history"], "candidates": r.items} for row, r in zip(rows, retrieved, strict=True)]
-    scores = score_candidates(model, prompts, batch_size).ranking(model.rank_score)
+    scores = ranking_scores(model, prompts, batch_size)
     return [Reranked(r.items, r.scores, s) for r, s in zip(retrieved, scores, strict=True)]

@@ -224,10 +224,10 @@ class Recommender:
 
     def rank(self, queries: Sequence[Query], k: int | None = None) -> list[list[Recommendation]]:
         """Rank each query's candidates in one scoring batch; the top ``k`` (all when None) of each."""
-        from llara.evaluation.ranking import score_candidates
+        from llara.evaluation.ranking import ranking_scores
 
         rows = [{"history": q.history, "candidates": q.candidates} for q in queries]
-        scores = score_candidates(self.model, rows, batch_size=max(len(rows), 1)).ranking(self.model.rank_score)
+        scores = ranking_scores(self.model, rows, batch_size=max(len(rows), 1))
         return [self._ranked(q, s, k) for q, s in zip(queries, scores, strict=True)]
 
     def recommend(

@@ -411,7 +411,7 @@ class _Run:
     def validate(self) -> tuple[float, float]:
         """Answer-token loss and HR@1 by likelihood ranking (the model's own ranking score) on the
         validation split (``eval_rows`` rows), over all processes."""
-        from llara.evaluation.ranking import score_candidates
+        from llara.evaluation.ranking import ranking_scores
 
         acc, model = self.accelerator, self.wrapped
         rows = self.data.split("val")
@@ -425,7 +425,7 @@ class _Run:
                 part = mine.iloc[start : start + self.tc.micro_batch_size].to_dict("records")
                 batch = to_device(self.model.encode_training(part), acc.device)
                 count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                scores = score_candidates(self.model, part, len(part)).ranking(self.model.rank_score)
+                scores = ranking_scores(self.model, part, len(part))
                 hits = sum(int(row["candidates"][int(np.argmax(s))] == row["target"]) for row, s in zip(part, scores))
                 total += torch.stack([model(**batch).loss.float() * count, count.float(), torch.tensor(float(hits))])
         total = acc.reduce(total, reduction="sum")
