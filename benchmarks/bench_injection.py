@@ -59,8 +59,10 @@ def main() -> None:
     llara_s, plain_s, tokens = [], [], []
     for index, batch in enumerate(batches):
         llara = timed_step(lambda b=batch: model(**b).loss)
-        plain = timed_step(
-            lambda b=batch: model.llm(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+        plain = timed_step(  # the same loss computation (output head on the answer positions only), no injection
+            lambda b=batch: model.answer_loss(
+                model.llm.get_decoder()(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0], b["labels"]
+            )
         )
         model.zero_grad(set_to_none=True)
         if index == 0:
