@@ -2,9 +2,10 @@
 
 * :func:`resolve_device`: ``auto`` is the first CUDA GPU when there is one, else the CPU; a named
   device that is not there is a clear error.
-* :func:`choose_attention`: the attention kernel passed to transformers. ``auto`` is ``sdpa`` (PyTorch's
-  fused attention, which takes custom masks) except on CUDA with flash-attn installed and no need for a
-  custom mask, where it is ``flash_attention_2``. The packed candidate layout (``llara.llm.packing``,
+* :func:`choose_attention`: the attention kernel passed to transformers. ``auto`` is ``eager`` (plain
+  matmuls and softmax) on the CPU, where it trained the quickstart's recipe 1.2x faster than PyTorch's
+  fused ``sdpa`` (BENCHMARKS.md, "Training and ranking at the bf16 limit"), and on CUDA ``sdpa`` except
+  with flash-attn installed and no need for a custom mask, where it is ``flash_attention_2``. The packed candidate layout (``llara.llm.packing``,
   used by the ranking objectives and by answer-token models) attends through a 4-D block mask, which only
   ``sdpa`` and ``eager`` take, so a run that needs it never gets flash attention.
 * :func:`to_device`: a batch of CPU tensors to the device; on CUDA through pinned memory with
@@ -60,6 +61,8 @@ def choose_attention(requested: str, device: torch.device, block_mask: bool) -> 
         raise LlaraError(f"{ATTENTION_ENV}={requested!r} is not one of {', '.join(ATTENTION_KERNELS)}")
     flash_possible = device.type == "cuda" and flash_attention_installed()
     if requested == AUTO:
+        if device.type == "cpu":
+            return "eager"  # the packed layout's short sequences: faster than the CPU's fused kernel
         return FLASH_ATTENTION if flash_possible and not block_mask else "sdpa"
     if requested == FLASH_ATTENTION:
         if block_mask:
