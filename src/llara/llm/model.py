@@ -564,10 +564,9 @@ class LlaraModel(nn.Module):
         if "score_positions" in kwargs:
             return self.score_answers(input_ids, attention_mask, behavior_ids, history=history, **kwargs)
         embeds = self.input_embeddings(input_ids, behavior_ids, history)
-        if labels is None:
-            with self.gated(history), self.lora_in_autocast_dtype():
-                return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
         with self.gated(history), self.lora_in_autocast_dtype():
+            if labels is None:
+                return self.llm(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
             hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)[0]
         return AnswerLoss(self.answer_loss(hidden, labels))
 
@@ -586,8 +585,7 @@ class LlaraModel(nn.Module):
         positions that predict a labelled token, not over the whole sequence."""
         targets = labels[:, 1:]
         rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
-        logits = self.llm.get_output_embeddings()(hidden[rows, positions]).float()
-        return nn.functional.cross_entropy(logits, targets[rows, positions])
+        return -self._logp_at(hidden, rows, positions, targets[rows, positions]).mean()
 
     def score_answers(
         self,
@@ -640,9 +638,16 @@ class LlaraModel(nn.Module):
         """``[B, P]`` log-probabilities of ``targets`` predicted at ``positions`` of ``hidden`` ``[B, T, d]``,
         computed where ``needed`` and 0 elsewhere (the output head runs on the needed positions only)."""
         rows, slots = needed.nonzero(as_tuple=True)
-        logits = self.llm.get_output_embeddings()(hidden[rows, positions[rows, slots]]).float()
-        logp = logits.gather(-1, targets[rows, slots, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        logp = self._logp_at(hidden, rows, positions[rows, slots], targets[rows, slots])
         return logp.new_zeros(needed.shape).index_put((rows, slots), logp)
+
+    def _logp_at(
+        self, hidden: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probabilities ``[K]`` of ``targets`` predicted at ``hidden[rows, positions]``: the output head
+        runs on those K positions only, in float32."""
+        logits = self.llm.get_output_embeddings()(hidden[rows, positions]).float()
+        return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
     def prior(self, history: torch.Tensor | None, items: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """The SR prior ``[B, C]`` added to the verdicts of ``items`` ``[B, C]`` after ``history`` ``[B, L]``:

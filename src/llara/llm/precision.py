@@ -146,19 +146,22 @@ def _check(value: str, allowed: Iterable[str], what: str) -> str:
 def resolve_dtype(dtype: str, device: torch.device | str) -> str:
     """``model.dtype`` for ``device``: ``auto`` is ``bfloat16`` where it computes bf16 natively, else
     ``float32``; an explicit dtype is returned as it is."""
-    _check(dtype, (AUTO, *DTYPES), "model.dtype")
-    if dtype != AUTO:
-        return dtype
-    return "bfloat16" if native_bf16(device) else "float32"
+    return _resolve(dtype, DTYPES, "model.dtype", ("bfloat16", "float32"), device)
 
 
 def resolve_mixed_precision(mixed_precision: str, device: torch.device | str) -> str:
     """``train.mixed_precision`` for ``device``: ``auto`` is ``bf16`` where it computes bf16 natively, else
     ``no``; an explicit mode is returned as it is."""
-    _check(mixed_precision, (AUTO, *MIXED_PRECISIONS), "train.mixed_precision")
-    if mixed_precision != AUTO:
-        return mixed_precision
-    return "bf16" if native_bf16(device) else "no"
+    return _resolve(mixed_precision, MIXED_PRECISIONS, "train.mixed_precision", ("bf16", "no"), device)
+
+
+def _resolve(value: str, explicit: Iterable[str], what: str, choices: tuple[str, str], device: torch.device | str) -> str:
+    """``value`` checked against ``auto`` and ``explicit``; ``auto`` becomes ``choices[0]`` where ``device``
+    computes bf16 natively, else ``choices[1]``."""
+    _check(value, (AUTO, *explicit), what)
+    if value != AUTO:
+        return value
+    return choices[0] if native_bf16(device) else choices[1]
 
 
 def export_dtype(recorded: str | None, requested: str | None, device: torch.device | str) -> str:
