@@ -181,3 +181,56 @@ def test_the_cli_refuses_a_tampered_export_unless_no_verify(copy: Path, tiny_dat
     assert ADAPTER_WEIGHTS in capsys.readouterr().err
     assert run_cli([*evaluate, "--no-verify"]) == 0
     assert run_cli([*recommend, "--no-verify"]) == 0
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def damage_header(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[8:24] = b"{not json at all"
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "name", "expected"),
+    [
+        (truncate, f"{ADAPTER_DIR}/{ADAPTER_WEIGHTS}", "holds an adapter that cannot be loaded"),
+        (damage_header, PROJECTOR_FILE, "is damaged and cannot be read"),
+        (truncate, "sr_prior.safetensors", "is damaged and cannot be read"),
+        (lambda path: path.unlink(), f"{ADAPTER_DIR}/adapter_config.json", "has no adapter_config.json"),
+    ],
+    ids=["truncated-adapter", "damaged-header", "truncated-prior", "missing-adapter-config"],
+)
+def test_a_damaged_export_loaded_unverified_is_a_one_line_error(copy: Path, damage, name: str, expected: str) -> None:
+    damage(copy / name)
+    with pytest.raises(LlaraError, match=expected) as caught:
+        LlaraModel.load(copy, verify=False)
+    message = str(caught.value)
+    assert str(copy / name.split("/")[0]) in message and "\n" not in message
+    with pytest.raises(LlaraError, match="differs from the file|is missing from the export"):
+        LlaraModel.load(copy)  # verified: the digests catch it first
+
+
+def test_a_damaged_export_through_the_cli_is_one_line(copy: Path, tiny_data, capsys) -> None:
+    truncate(copy / PROJECTOR_FILE)
+    evaluate = ["evaluate", "--checkpoint", str(copy), "--data", str(tiny_data.root), "--protocol", "rank",
+                "--max-rows", "2", "--no-progress", "--device", "cpu", "--no-verify"]
+    assert run_cli(evaluate) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' weight-loading progress bar
+    assert err.startswith("error: ") and PROJECTOR_FILE in err and "damaged" in err
+
+
+def test_load_trained_verifies_the_export_it_starts_from(
+    export: Path, copy: Path, tiny_data, tiny_llama: Path, sr_checkpoint: Path
+) -> None:
+    config = ModelConfig(base_model=str(tiny_llama), prompt_mode="hybrid", answer_token="interaction", sr_prior=True)
+    fresh = LlaraModel.from_config(config, tiny_data, sr_checkpoint)
+    flip_bytes(copy / PROJECTOR_FILE)
+    with pytest.raises(LlaraError, match="differs from the file the export was written with"):
+        fresh.load_trained(copy)
+    fresh.load_trained(export)
+    for got, want in zip(fresh.projector.state_dict().values(), LlaraModel.load(export).projector.state_dict().values(),
+                         strict=True):
+        assert torch.equal(got, want)

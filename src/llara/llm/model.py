@@ -49,9 +49,10 @@ from llara.llm.moe_lora import ExpertWeights, Gate, adapter_state, apply_moe_lor
 from llara.llm.precision import resolve_dtype
 from llara.llm.prior import PRIOR_FILE, SRPrior, load_prior
 from llara.config import ModelConfig
-from llara.errors import LlaraError
+from llara.errors import LlaraError, first_line
 from llara.paths import atomic_dir, fields_sha256, file_sha256
 from llara.sr.stack import BackboneStack
+from llara.tensor_files import read_tensors, reported_write
 
 EXPORT_FORMAT = "llara-export-1"
 CONFIG_FILE = "llara.json"
@@ -272,9 +273,6 @@ class LlaraModel(nn.Module):
         sha256 digests ``llara.json`` records (:func:`verify_export`); a changed, missing or added file is
         a :class:`LlaraError` naming it.
         """
-        from peft import PeftModel
-        from safetensors.torch import load_file
-
         from llara.llm.loader import load_base_model
 
         export_dir = Path(export_dir)
@@ -289,12 +287,12 @@ class LlaraModel(nn.Module):
         if lora.get("adapter") == "moe-lora":
             llm = _with_moe_lora(llm, lora, ExpertWeights())
             weights = export_dir / ADAPTER_DIR / ADAPTER_WEIGHTS
-            load_adapter_state(llm, _read_safetensors(weights, "the MoE-LoRA experts"), weights)
+            load_adapter_state(llm, read_tensors(weights, "the MoE-LoRA experts"), weights)
         elif (export_dir / ADAPTER_DIR).is_dir():
-            llm = PeftModel.from_pretrained(llm, export_dir / ADAPTER_DIR, is_trainable=False)
+            llm = _load_lora(llm, export_dir / ADAPTER_DIR)
         embeddings = None
         if (export_dir / EMBEDDINGS_FILE).is_file():
-            embeddings = load_file(str(export_dir / EMBEDDINGS_FILE))["item_embeddings"]
+            embeddings = _read_embeddings(export_dir / EMBEDDINGS_FILE)
         titles = json.loads((export_dir / TITLES_FILE).read_text(encoding="utf-8"))
         sr = None
         if (export_dir / SR_DIR).is_dir():
@@ -312,7 +310,7 @@ class LlaraModel(nn.Module):
         gate = _load_gate(export_dir / GATE_FILE) if (export_dir / GATE_FILE).is_file() else None
         sr_prior = None
         if info.get("sr_prior"):
-            sr_prior = load_prior(_read_safetensors(export_dir / PRIOR_FILE, "the SR prior"), export_dir / PRIOR_FILE)
+            sr_prior = load_prior(read_tensors(export_dir / PRIOR_FILE, "the SR prior"), export_dir / PRIOR_FILE)
         prior_source = None
         if (export_dir / PRIOR_SR_DIR).is_dir():
             prior_source = _load_sr(export_dir / PRIOR_SR_DIR, len(titles))
@@ -328,7 +326,7 @@ class LlaraModel(nn.Module):
         from safetensors.torch import save_file
 
         export_dir = Path(export_dir)
-        with atomic_dir(export_dir) as tmp:
+        with reported_write(export_dir), atomic_dir(export_dir) as tmp:
             if isinstance(self.llm, PeftModel):
                 self.llm.save_pretrained(tmp / ADAPTER_DIR, save_embedding_layers=False)
             if self.mixture is not None:
@@ -414,23 +412,23 @@ class LlaraModel(nn.Module):
         two-stage recipe before its preference stage).
         """
         from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
         export_dir = Path(export_dir)
         info = _read_info(export_dir)
+        verify_export(export_dir, info)
         if info.get("base_model") != self.info.get("base_model") or info.get("lora") != self.info.get("lora"):
             raise LlaraError(f"{export_dir} has another base model or LoRA shape than this run; it cannot start it")
         adapter = export_dir / ADAPTER_DIR / ADAPTER_WEIGHTS
         if self.mixture is not None:
-            load_adapter_state(self.llm, _read_safetensors(adapter, "the MoE-LoRA experts"), adapter)
+            load_adapter_state(self.llm, read_tensors(adapter, "the MoE-LoRA experts"), adapter)
         elif self.info.get("lora") and adapter.is_file():
-            result = set_peft_model_state_dict(self.llm, load_file(str(adapter)))
+            result = set_peft_model_state_dict(self.llm, read_tensors(adapter, "the LoRA weights"))
             if getattr(result, "unexpected_keys", None):
                 raise LlaraError(f"{adapter} holds weights this model does not have: {result.unexpected_keys[:3]}")
         for name, filename in TRAINED_FILES.items():
             module, path = getattr(self, name), export_dir / filename
             if module is not None and path.is_file():
-                module.load_state_dict(load_file(str(path)))
+                module.load_state_dict(read_tensors(path, f"the trained {name}"))
 
     # ----------------------------------------------------------------- prompts and embeddings
 
@@ -838,7 +836,7 @@ def _evidence_folders(export_dir: Path) -> list[Path]:
 
 def _load_gate(path: Path) -> Gate:
     """A MoE-LoRA gate from its safetensors file; its sizes come from the weights."""
-    state = _read_safetensors(path, "the MoE-LoRA gate")
+    state = read_tensors(path, "the MoE-LoRA gate")
     weight = state.get("linear.weight")
     if weight is None or weight.dim() != 2:
         raise LlaraError(f"{path} is not a MoE-LoRA gate (expected the key linear.weight)")
@@ -847,20 +845,33 @@ def _load_gate(path: Path) -> Gate:
     return gate
 
 
-def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """The tensors of ``path``; a clear error when the file holding ``what`` is missing."""
-    from safetensors.torch import load_file
+def _load_lora(llm: nn.Module, folder: Path) -> nn.Module:
+    """``llm`` with the peft LoRA adapter saved in ``folder``; a missing config or damaged weights are a
+    one-line error naming the folder."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
 
-    if not path.is_file():
-        raise LlaraError(f"{path} is missing: it holds {what}; copy the whole export folder or export again")
-    return load_file(str(path))
+    if not (folder / "adapter_config.json").is_file():
+        raise LlaraError(f"{folder} has no adapter_config.json: the adapter is incomplete; copy the whole export again")
+    try:
+        return PeftModel.from_pretrained(llm, folder, is_trainable=False)
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise LlaraError(
+            f"{folder} holds an adapter that cannot be loaded ({first_line(exc)}); export the model again"
+        ) from exc
+
+
+def _read_embeddings(path: Path) -> torch.Tensor:
+    """The frozen item embeddings an export carries."""
+    state = read_tensors(path, "the item embeddings")
+    if "item_embeddings" not in state:
+        raise LlaraError(f"{path} holds no item_embeddings tensor; export the model again")
+    return state["item_embeddings"]
 
 
 def _load_projector(path: Path) -> Projector:
     """A projector from its safetensors file; its sizes come from the weights."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
+    state = read_tensors(path, "a projector")
     first, last = state.get("0.weight"), state.get("2.weight")
     if first is None or last is None:
         raise LlaraError(f"{path} is not a projector (expected keys 0.weight and 2.weight)")

@@ -14,6 +14,7 @@ from typing import Any
 from llara.errors import LlaraError
 from llara.paths import atomic_dir, check_replaceable
 from llara.sr.base import SequentialRecommender
+from llara.tensor_files import read_tensors, reported_write
 
 FORMAT = "llara-sr"
 WEIGHTS = "model.safetensors"
@@ -27,8 +28,6 @@ def save_sr(model: SequentialRecommender, out_dir: str | Path, force: bool = Fal
 
     An existing ``out_dir`` must be empty or an SR checkpoint folder (see :func:`check_out_dir`).
     """
-    from safetensors.torch import save_file
-
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force)
     config = {
@@ -41,7 +40,9 @@ def save_sr(model: SequentialRecommender, out_dir: str | Path, force: bool = Fal
         **extra,
     }
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_dir(out_dir) as tmp:
+    from safetensors.torch import save_file
+
+    with reported_write(out_dir), atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT, "model_type": model.model_type})
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out_dir
@@ -90,9 +91,6 @@ def load_sr(
     checkpoint: str | Path, model_type: str | None = None, num_items: int | None = None
 ) -> SequentialRecommender:
     """Load an SR checkpoint in eval mode; ``model_type`` / ``num_items`` (when given) must match it."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from llara.sr.registry import build_sr
 
     checkpoint = Path(checkpoint)
@@ -107,10 +105,7 @@ def load_sr(
         model = build_sr(kind, items, dim, max_len, **config.get("hyperparameters", {}))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise LlaraError(f"{checkpoint / CONFIG}: cannot build its {kind} model ({exc})") from exc
-    try:
-        state = load_file(str(checkpoint / WEIGHTS))
-    except (SafetensorError, OSError) as exc:
-        raise LlaraError(f"{checkpoint / WEIGHTS} is unreadable: {exc}") from exc
+    state = read_tensors(checkpoint / WEIGHTS, f"the {kind} weights")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -31,6 +31,7 @@ from torch import nn
 
 from llara.errors import LlaraError
 from llara.paths import atomic_dir
+from llara.tensor_files import reported_write
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     folder = root / checkpoint_name(step)
-    with atomic_dir(folder) as tmp:
+    with reported_write(folder), atomic_dir(folder) as tmp:
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")

@@ -49,6 +49,7 @@ from llara.llm.device import attention_for, to_device
 from llara.llm.model import IGNORE_INDEX, LlaraModel
 from llara.llm.precision import Precision, choose_precision
 from llara.paths import atomic_file, check_replaceable, output_lock, read_jsonl
+from llara.tensor_files import read_tensors
 from llara.llm.prompts import uses_behavior_tokens
 from llara.training.objectives.preference import reference_scores
 from llara.training.outputs import (
@@ -385,11 +386,11 @@ class _Run:
         schedule can draw (computed once, cached in the out folder so a resume reads them back)."""
         if self.tc.objective not in REFERENCE_OBJECTIVES:
             return {}
-        from safetensors.torch import load_file, save
+        from safetensors.torch import save
 
         path = self.out / REFERENCE_FILE
         if path.is_file():
-            return load_file(str(path))
+            return read_tensors(path, "the reference model's scores")
         modes = sorted({self.schedule.batch_mode(t, self.config.model.prompt_mode) for t in range(self.total_steps)})
         records = self.rows.to_dict("records")
         scores = {
