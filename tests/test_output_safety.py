@@ -79,6 +79,17 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path) -> None:
         assert json.loads((out / LOCK_FILE).read_text())["pid"] == pid  # the holder's lock is left alone
 
 
+def test_a_failed_run_leaves_no_empty_folders_it_created(tmp_path) -> None:
+    out = tmp_path / "new" / "deeper" / "out"
+    with pytest.raises(LlaraError, match="failed"), output_lock(out):
+        raise LlaraError("failed")
+    assert sorted(tmp_path.iterdir()) == []  # out and both parents it had to create are gone
+    (tmp_path / "mine").mkdir()
+    with output_lock(tmp_path / "mine" / "out") as lock:
+        (lock.parent / "result.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "mine" / "out").iterdir()) == ["result.json"]  # a result is kept
+
+
 def test_a_stale_lock_is_taken_over_but_not_one_from_another_host(tmp_path, caplog) -> None:
     out = tmp_path / "out"
     out.mkdir()

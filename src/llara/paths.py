@@ -174,7 +174,8 @@ def check_creatable(folder: str | Path) -> None:
 @contextlib.contextmanager
 def output_lock(folder: str | Path) -> Iterator[Path]:
     """Hold ``folder``'s lock file (:data:`LOCK_FILE`) inside the block, so no second llara command
-    writes there at the same time; the folder is created if absent (and removed again if left empty).
+    writes there at the same time; the folder (and any missing parent) is created if absent, and removed
+    again if left empty.
 
     The lock file is created atomically (``O_CREAT | O_EXCL``) and holds the holder's PID, host name and
     start time as JSON. A second writer gets a one-line :class:`LlaraError` naming the holder's PID. A lock
@@ -182,7 +183,7 @@ def output_lock(folder: str | Path) -> Iterator[Path]:
     another host is never taken over. The lock is released when the block ends, also on an exception.
     """
     folder = Path(folder)
-    created = not folder.exists()
+    created = _missing_folders(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
@@ -195,9 +196,25 @@ def output_lock(folder: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if _read_lock(lock) == mine:  # not if someone deleted it and another run took it since
                 lock.unlink()
-        if created:
-            with contextlib.suppress(OSError):  # only succeeds if the run left the folder empty
-                folder.rmdir()
+        _remove_if_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), stopping at the first one that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _acquire(lock: Path, folder: Path, attempts: int = 5) -> str:
