@@ -20,7 +20,9 @@ from llara.config_files import read_yaml
 from llara.errors import LlaraError
 
 PromptMode = Literal["text", "behavior", "hybrid", "id"]
-Schedule = Literal["curriculum", "direct", "two-stage"]
+Schedule = Literal["curriculum", "direct", "two-stage", "authors-paper", "authors-fixed"]
+CandidateDraw = Literal["frozen", "per-epoch"]
+NegativePool = Literal["unseen", "window"]
 SRModelName = Literal["sasrec", "gru4rec", "caser", "pop", "markov", "itemknn"]
 Protocol = Literal["generate", "rank"]
 SplitBy = Literal["users", "leave-one-out"]
@@ -214,6 +216,12 @@ class ModelConfig(StrictModel):
     domain: str | None = Field(
         None, description="template words: movies, games, music or generic; null: the prepared data's domain"
     )
+    templates: Literal["single", "varied"] = Field(
+        "single",
+        description="training prompts' instruction: single (always the first template) or varied (one of three "
+        "templates drawn per micro-batch, seeded by (seed, epoch, its first row), as the authors' code draws one "
+        "of three per batch); evaluation follows eval.template",
+    )
     adapter: Adapter = Field(
         "lora",
         description="the trained adapter: lora (one LoRA) or moe-lora (iLoRA: `experts` LoRA experts sharing the "
@@ -305,7 +313,10 @@ class TrainConfig(StrictModel):
     schedule: Schedule = Field(
         "curriculum",
         description="how the prompt mode of a step is drawn: curriculum (hard with probability step / total "
-        "steps), direct (always hard) or two-stage (text for two_stage_text_epochs, then hard)",
+        "steps), direct (always hard), two-stage (text for two_stage_text_epochs, then hard), or the authors' "
+        "code as it ran: authors-fixed (their fixed code: a per-worker step counter that restarts every epoch, "
+        "hard about 1 / (2 epochs) of the time) and authors-paper (the code behind the paper's figures: the "
+        "same counter reversed, hard about 1 - 1 / (2 epochs) of the time, and evaluated on text prompts)",
     )
     two_stage_text_epochs: int = Field(
         2, ge=0, description="two-stage only: epochs of text prompts before the hard mode"
@@ -345,7 +356,21 @@ class TrainConfig(StrictModel):
     gate_lr_factor: float = Field(
         1.0, gt=0.0, description="model.adapter=moe-lora: the gate's learning rate is lr times this factor"
     )
-    max_grad_norm: float = Field(1.0, description="gradients are clipped to this L2 norm before each step")
+    max_grad_norm: float | None = Field(
+        1.0, gt=0.0, description="gradients are clipped to this L2 norm before each step; null: no clipping (the "
+        "authors' code)"
+    )
+    candidate_draw: CandidateDraw = Field(
+        "frozen",
+        description="training rows' candidates: frozen (the 19 negatives drawn once when the data was prepared) "
+        "or per-epoch (19 new negatives for every row in every epoch, seeded by (seed, epoch, row), as the "
+        "authors' data loader draws them); validation and test candidates stay frozen",
+    )
+    negative_pool: NegativePool = Field(
+        "unseen",
+        description="candidate_draw=per-epoch: the items negatives are drawn from: unseen (never in the user's "
+        "training rows) or window (not in the row's shown history; the authors' rule)",
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="accelerate's mixed precision (autocast) for the forward and backward passes: auto (bf16 "
@@ -390,6 +415,15 @@ class TrainConfig(StrictModel):
     )
     tensorboard: bool = Field(False, description="also log the step metrics for TensorBoard (out_dir/tensorboard)")
 
+    @model_validator(mode="after")
+    def _fresh_candidates_need_no_reference(self) -> TrainConfig:
+        if self.candidate_draw == "per-epoch" and self.objective in ("sdpo", "dpo"):
+            raise ValueError(
+                f"train.objective={self.objective} compares with the starting model's scores of each row's frozen "
+                "candidates, computed once: use train.candidate_draw=frozen with it"
+            )
+        return self
+
 
 class EvalConfig(StrictModel):
     """How to evaluate: protocols, batch size, which split."""
@@ -405,6 +439,11 @@ class EvalConfig(StrictModel):
         "candidate answers (ValidRatio 1), beside the published generate protocol (which it needs)",
     )
     split: Literal["val", "test"] = Field("test", description="the split whose frozen candidates are scored")
+    template: Literal["fixed", "drawn"] = Field(
+        "fixed",
+        description="the instruction of evaluation prompts: fixed (the first template) or drawn (one of the three "
+        "per row, seeded by the row's position; metrics are also reported per template)",
+    )
     batch_size: int = Field(8, description="prompts per forward pass (not the training batch)")
     max_rows: int | None = Field(None, description="score only the first this many rows of the split; null: all")
     candidates: list[CandidateSet] = Field(
@@ -459,6 +498,15 @@ class ExperimentConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="the LLM, its LoRA adapter and the prompts")
     train: TrainConfig = Field(default_factory=TrainConfig, description="tuning the LLM (llara train)")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation of every variant (llara run)")
+
+    @model_validator(mode="after")
+    def _varied_templates_need_no_reference(self) -> ExperimentConfig:
+        if self.model.templates == "varied" and self.train.objective in ("sdpo", "dpo"):
+            raise ValueError(
+                f"train.objective={self.train.objective} compares with the starting model's scores of the first "
+                "template's prompts, computed once: use model.templates=single with it"
+            )
+        return self
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -33,6 +33,8 @@ SETTINGS = {
     "sdpo": ("train.objective=sdpo", "train.negatives=2", "model.answer_token=item"),
     "listwise-verdict": ("train.objective=listwise", "train.listwise_score=verdict", "model.answer_token=interaction"),
     "listwise-verdict-prior": ("train.objective=listwise", "train.listwise_score=verdict", "model.sr_prior=true"),
+    "authors-compatible": ("train.candidate_draw=per-epoch", "train.negative_pool=window", "model.templates=varied",
+                           "train.schedule=authors-paper", "train.max_grad_norm=null", "train.max_train_rows=24"),
 }
 
 

@@ -21,6 +21,13 @@ class ProtocolChoice(str, Enum):
     both = "both"
 
 
+class TemplateChoice(str, Enum):
+    """The instruction of evaluation prompts."""
+
+    fixed = "fixed"
+    drawn = "drawn"
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
     app.command("evaluate", rich_help_panel="Stages")(evaluate)
@@ -54,6 +61,11 @@ def evaluate(
         None, "--device", help="Where the model runs: auto, cpu, cuda, cuda:1 (default: accelerate's device per process)."
     ),
     dtype: DtypeChoice = DTYPE,
+    template: TemplateChoice = typer.Option(
+        TemplateChoice.fixed, "--template",
+        help="The prompts' instruction: fixed (the first template) or drawn (one of three per row, seeded; also "
+        "reports metrics per template).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (on a terminal)."),
 ) -> None:
     """Evaluate on the frozen candidates: HR@1 as published (generation) and full rankings (likelihood)."""
@@ -64,7 +76,7 @@ def evaluate(
     protocols = with_constrained(list(PROTOCOLS) if protocol is ProtocolChoice.both else [protocol.value], constrained)
     result = evaluate_checkpoint(
         checkpoint, data, protocols, split, batch_size, max_rows, out, base_model, allow_data_mismatch, device, progress,
-        force=force, verify=verify, dtype=dtype.value,
+        force=force, verify=verify, dtype=dtype.value, template=template.value,
     )
     if PartialState().is_main_process:
         Console().print(metrics_table(result))
@@ -73,13 +85,20 @@ def evaluate(
 
 
 def metrics_table(result: dict[str, Any]) -> Table:
-    """Every metric of every protocol: mean and 95% confidence interval."""
+    """Every metric of every protocol: mean and 95% confidence interval (and HR@1 per drawn template)."""
     table = Table(title=f"{result['split']} split, {result['rows']} rows")
     for header in ("protocol", "metric", "mean", "95% CI", "n"):
         table.add_column(header, justify="right" if header in ("mean", "n") else "left")
     for protocol, metrics in result["metrics"].items():
         for name, summary in metrics.items():
-            interval = f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]"
-            table.add_row(protocol, name, f"{summary['mean']:.4f}", interval, str(summary["n"]))
+            table.add_row(protocol, name, *_summary_cells(summary))
+    for protocol, per_template in result.get("metrics_by_template", {}).items():
+        for number, metrics in per_template.items():
+            if "hr@1" in metrics:
+                table.add_row(f"{protocol}, template {number}", "hr@1", *_summary_cells(metrics["hr@1"]))
     return table
+
+
+def _summary_cells(summary: dict[str, Any]) -> tuple[str, str, str]:
+    return f"{summary['mean']:.4f}", f"[{summary['ci_low']:.4f}, {summary['ci_high']:.4f}]", str(summary["n"])
 

@@ -41,10 +41,13 @@ import pandas as pd
 from llara.config import Protocol
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
+from llara.llm.prompts import TEMPLATES
 from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_ranks
 from llara.paths import atomic_file, check_creatable
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+#: seed of the template numbers drawn for evaluation rows (``eval.template: drawn``)
+TEMPLATE_SEED = 20240714
 #: constrained generation, reported beside the published ``generate`` protocol (``eval.constrained``)
 CONSTRAINED_PROTOCOL = "generate-constrained"
 #: every protocol an evaluation can report, in report order
@@ -79,6 +82,7 @@ def evaluate_checkpoint(
     force: bool = False,
     verify: bool = True,
     dtype: str | None = "auto",
+    template: str = "fixed",
 ) -> dict[str, Any]:
     """Evaluate a LLaRA export, an SR checkpoint, or (``checkpoint=None``) the zero-shot ``base_model``.
 
@@ -117,7 +121,7 @@ def evaluate_checkpoint(
     else:
         data = PreparedData.load(_need_data(data_dir, "a zero-shot base model"))
         model = load_zero_shot(str(base_model), data, dtype=dtype or "auto", device=_device(device))
-    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device, progress)
+    return evaluate_model(model, data, protocols, split, batch_size, max_rows, out_dir, device, progress, template)
 
 
 def _device(device: str | None) -> str:
@@ -139,10 +143,13 @@ def evaluate_model(
     out_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    template: str = "fixed",
 ) -> dict[str, Any]:
     """Run ``protocols`` over the first ``max_rows`` rows of ``split`` (all by default).
 
     ``progress``: show a progress bar (rows/s, time left) on a terminal, in the main process.
+    ``template``: the prompts' instruction (``fixed``: the first template; ``drawn``: one per row,
+    :func:`split_rows`); drawn templates add ``metrics_by_template`` to the result.
 
     The model is moved to ``device`` (default: this process's device, ``accelerate.PartialState().device``)
     and set to eval.
@@ -157,7 +164,7 @@ def evaluate_model(
     if batch_size < 1:
         raise LlaraError(f"batch size must be at least 1, got {batch_size}")
     state = PartialState()
-    rows = split_rows(data, split, max_rows)
+    rows = split_rows(data, split, max_rows, template)
     model.to(_device(device)).eval()  # by default, under accelerate: this process's device
     mine = shard(rows, state.process_index, state.num_processes)
     shown = progress and state.is_main_process
@@ -165,6 +172,8 @@ def evaluate_model(
     metrics = {protocol: summarize(protocol_metrics(frame, protocol)) for protocol in protocols}
     describe = {"base_model": model.info.get("base_model"), "prompt_mode": model.prompt_mode}
     result = evaluation_result(describe, data, split, frame, metrics)
+    if template == "drawn":
+        result["metrics_by_template"] = metrics_by_template(frame, protocols)
     if "gate" in frame.columns:
         result["gate"] = gate_diagnostics(np.array(frame["gate"].tolist()))
     if out_dir is not None and state.is_main_process:
@@ -219,12 +228,19 @@ def with_constrained(protocols: Sequence[str], constrained: bool) -> list[str]:
     return [*protocols, CONSTRAINED_PROTOCOL] if constrained else list(protocols)
 
 
-def split_rows(data: PreparedData, split: str, max_rows: int | None = None) -> list[Record]:
-    """The first ``max_rows`` samples of ``split`` as dicts with plain-int ids and their ``row`` number."""
+def split_rows(data: PreparedData, split: str, max_rows: int | None = None, template: str = "fixed") -> list[Record]:
+    """The first ``max_rows`` samples of ``split`` as dicts with plain-int ids and their ``row`` number.
+
+    ``template``: ``fixed`` (every prompt uses the first instruction template) or ``drawn`` (row ``i`` gets
+    the ``i``-th of a fixed seeded sequence of template numbers, so a row's template never depends on
+    ``max_rows`` or the process count).
+    """
     if max_rows is not None and max_rows < 1:
         raise LlaraError(f"max rows must be at least 1, got {max_rows}")
+    if template not in ("fixed", "drawn"):
+        raise LlaraError(f"eval.template {template!r} is not one of fixed, drawn")
     frame = data.split(split).iloc[:max_rows]
-    return [
+    records = [
         {
             "row": i,
             "user": str(user),
@@ -236,6 +252,22 @@ def split_rows(data: PreparedData, split: str, max_rows: int | None = None) -> l
             zip(frame["user"], frame["history"], frame["candidates"], frame["target"], strict=True)
         )
     ]
+    if template == "drawn":
+        drawn = np.random.default_rng(TEMPLATE_SEED).integers(len(TEMPLATES), size=len(records))
+        for record, number in zip(records, drawn.tolist()):
+            record["template"] = number
+    return records
+
+
+def metrics_by_template(frame: pd.DataFrame, protocols: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each protocol's metrics over the rows of each drawn template (``{protocol: {"0": ..., "1": ...}}``)."""
+    return {
+        protocol: {
+            str(number): summarize(protocol_metrics(part, protocol))
+            for number, part in frame.groupby("template", sort=True)
+        }
+        for protocol in protocols
+    }
 
 
 def shard(rows: Sequence[Record], index: int, count: int) -> list[Record]:
@@ -465,8 +497,10 @@ def _ranks(scores: Sequence[np.ndarray], records: Sequence[Record]) -> np.ndarra
 
 
 def base_record(row: Mapping[str, Any]) -> Record:
-    """The columns every predictions table starts with: row, user, target, history, candidates."""
-    return {key: row[key] for key in ("row", "user", "target", "history", "candidates")}
+    """The columns every predictions table starts with: row, user, target, history, candidates (and the
+    prompt's template number when it was drawn)."""
+    keys = ("row", "user", "target", "history", "candidates", "template")
+    return {key: row[key] for key in keys if key in row}
 
 
 def evaluation_result(

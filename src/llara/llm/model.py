@@ -315,7 +315,8 @@ class LlaraModel(nn.Module):
         if (export_dir / PRIOR_SR_DIR).is_dir():
             prior_source = _load_sr(export_dir / PRIOR_SR_DIR, len(titles))
         model = cls(
-            llm, tokenizer, embeddings, titles, info["prompt_mode"], info["domain"], info, sr=sr, gate=gate,
+            llm, tokenizer, embeddings, titles, info.get("evaluation_mode", info["prompt_mode"]), info["domain"], info,
+            sr=sr, gate=gate,
             sr_prior=sr_prior, prior_source=prior_source, **projectors,
         )
         return model.eval()

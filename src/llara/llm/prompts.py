@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import get_args
 
+import numpy as np
+
 from llara.config import PromptMode
 from llara.data.domains import DOMAINS, check_domain
 from llara.errors import LlaraError
@@ -40,6 +42,18 @@ TEMPLATE = (
     "Predict the next {noun} this user will choose. "
     "Answer with exactly one of these {count} {plural}: {candidates}.\n"
     "Answer:"
+)
+#: the instructions a prompt can use: ``TEMPLATES[0]`` always (``model.templates: single``), or one drawn
+#: per micro-batch (``varied``, as the authors' code draws one of three per batch); a row's ``template``
+#: field picks one
+TEMPLATES = (
+    TEMPLATE,
+    "Here are the {plural} a user has {verb}, oldest first: {history}.{user} "
+    "Which {noun} will they pick next? Choose one of the following {count} {plural}: {candidates}.\n"
+    "Answer:",
+    "A user {verb} these {plural}, one after another: {history}.{user} "
+    "From the {count} {plural} listed here, name the one they most likely want next: {candidates}.\n"
+    "Answer:",
 )
 
 
@@ -79,13 +93,14 @@ USER_SENTENCE = " The recommender's summary of this user: {token}."
 def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, user_token: bool = False) -> str:
     """The prompt of one sample row (``history`` and ``candidates`` as item ids), ending with ``Answer:``.
 
-    With ``user_token`` (and a behavior mode) a sentence holding :data:`USER_TOKEN` follows the history.
+    The row's ``template`` field (default 0) picks the instruction from :data:`TEMPLATES`. With
+    ``user_token`` (and a behavior mode) a sentence holding :data:`USER_TOKEN` follows the history.
     """
     words = check_domain(domain)
     check_mode(mode)
     history = [int(i) for i in row["history"]]
     candidates = [int(i) for i in row["candidates"]]
-    return TEMPLATE.format(
+    return template_of(row).format(
         verb=words.verb,
         noun=words.noun,
         plural=words.plural,
@@ -94,6 +109,14 @@ def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, u
         user=USER_SENTENCE.format(token=USER_TOKEN) if user_token and uses_behavior_tokens(mode) else "",
         candidates=", ".join(render_item(i, titles, mode, CANDIDATE_TOKEN) for i in candidates),
     )
+
+
+def template_of(row: Mapping) -> str:
+    """The instruction template row ``row`` asks for (its ``template`` field, default 0)."""
+    index = row.get("template", 0)
+    if not isinstance(index, (int, np.integer)) or not 0 <= index < len(TEMPLATES):
+        raise LlaraError(f"template {index!r} is not one of 0..{len(TEMPLATES) - 1}")
+    return TEMPLATES[int(index)]
 
 
 def behavior_items(row: Mapping, mode: str, user_token: bool = False) -> list[int]:
@@ -116,6 +139,7 @@ def answer_text(name: str) -> str:
 def template_corpus() -> list[str]:
     """Every fixed phrase the templates can produce (for training small tokenizers)."""
     return [
-        TEMPLATE.format(verb=w.verb, noun=w.noun, plural=w.plural, count=20, history="", user="", candidates="")
+        template.format(verb=w.verb, noun=w.noun, plural=w.plural, count=20, history="", user="", candidates="")
+        for template in TEMPLATES
         for w in DOMAINS.values()
     ]

@@ -429,7 +429,8 @@ class _Pipeline:
 
         def build(out: Path, resume: bool) -> None:
             evaluate_checkpoint(data_dir=data.output, split=config.eval.split, batch_size=config.eval.batch_size,
-                                max_rows=config.eval.max_rows, out_dir=out, progress=self.progress, **target)
+                                max_rows=config.eval.max_rows, out_dir=out, progress=self.progress,
+                                template=config.eval.template, **target)
 
         return self._stage(f"eval-{name}", spec, build, f"evaluate {name}")
 

@@ -34,7 +34,7 @@ import torch
 
 from llara.training import checkpointing
 from llara.training.batching import StepPlan, accumulation_steps, epoch_micro_batches, prompt_lengths
-from llara.config import ExperimentConfig, TrainConfig, dump_config
+from llara.config import ExperimentConfig, ModelConfig, TrainConfig, dump_config
 from llara.data.holdout import held_out_rows, last_rows
 from llara.training.objectives import (
     RANKING_OBJECTIVES,
@@ -43,6 +43,7 @@ from llara.training.objectives import (
     ObjectiveOutput,
     get_objective,
 )
+from llara.training.negatives import EpochCandidates
 from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.device import attention_for, to_device
@@ -50,7 +51,7 @@ from llara.llm.model import IGNORE_INDEX, LlaraModel
 from llara.llm.precision import Precision, choose_precision
 from llara.paths import atomic_file, check_replaceable, output_lock, read_jsonl
 from llara.tensor_files import read_tensors
-from llara.llm.prompts import uses_behavior_tokens
+from llara.llm.prompts import TEMPLATES, uses_behavior_tokens
 from llara.training.objectives.preference import reference_scores
 from llara.training.outputs import (
     CHECKPOINTS_DIR,
@@ -163,6 +164,10 @@ class _Run:
         self._check_trained_on_data(allow_data_mismatch)
         self.rows = _training_rows(self._candidate_rows(), self.tc.max_train_rows, self.tc.seed)
         self.lengths = prompt_lengths(self.rows, self.data.titles)
+        self.fresh_candidates = (
+            EpochCandidates(self.rows, self.data.num_items, self.tc.negative_pool, self.tc.seed)
+            if self.tc.candidate_draw == "per-epoch" else None
+        )
         attention = training_attention(config, self.accelerator.device)
         self._report_precision()
         # the model gets the resolved dtype (llara.json records it); config.yaml and the resume fingerprint
@@ -188,6 +193,7 @@ class _Run:
         self.schedule = Schedule(
             self.tc.schedule, self.total_steps, self.steps_per_epoch, self.tc.two_stage_text_epochs, self.tc.seed
         )
+        self._set_evaluation_mode()
         self.optimizer = build_optimizer(
             self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay, self.tc.gate_lr_factor
         )
@@ -200,6 +206,14 @@ class _Run:
         self.wrapped, self.prepared_optimizer = self.accelerator.prepare(self.model, self.optimizer)
 
     # ------------------------------------------------------------------ setup
+
+    def _set_evaluation_mode(self) -> None:
+        """The schedule's evaluation mode becomes the model's default prompt mode (validation, and the export's
+        ``evaluation_mode`` for every later evaluation) where it differs from the trained hard mode."""
+        mode = self.schedule.evaluation_mode(self.config.model.prompt_mode)
+        if mode != self.model.prompt_mode:
+            self.model.prompt_mode = mode
+            self.model.info["evaluation_mode"] = mode
 
     def _report_precision(self) -> None:
         """Log what this run computes in (``auto`` resolved for the device) once, on the main process; with
@@ -266,8 +280,8 @@ class _Run:
         if found is None:
             return self._fresh()
         saved = found.state.get("fingerprint", {})
-        if saved != self._fingerprint():
-            changed = ", ".join(_changed_keys(saved, self._fingerprint()))
+        changed = ", ".join(_changed_keys(saved, self._fingerprint()))
+        if changed:
             raise LlaraError(
                 f"cannot resume {found.folder}: the config changed ({changed}); "
                 "restore those values or train into a new train.out_dir"
@@ -340,7 +354,7 @@ class _Run:
         sums: dict[str, torch.Tensor] = {}
         count, tokens, positions = 0, 0, 0
         for indices in self.plan.micro_batches(self._epoch_batches(epoch), in_epoch):
-            rows = self.rows.iloc[indices].to_dict("records")
+            rows = self._training_records(indices, epoch)
             context = ObjectiveContext(mode, step, self.tc, np.asarray(indices), self.accelerator.device, self.reference)
             output = self._micro_step(rows, context)
             for key, value in {LOSS_KEY: output.loss.detach(), **output.logs}.items():
@@ -369,13 +383,27 @@ class _Run:
             "padding_fraction": 1.0 - tokens / positions,
         }
 
+    def _training_records(self, indices: np.ndarray, epoch: int) -> list[dict[str, Any]]:
+        """The rows of one micro-batch as the prompts will show them: with this epoch's fresh candidates
+        (``train.candidate_draw: per-epoch``) and the micro-batch's drawn template (``model.templates: varied``;
+        seeded by (seed, epoch, its first row), so any process count draws the same)."""
+        rows = self.rows.iloc[indices].to_dict("records")
+        if self.fresh_candidates is not None:
+            for row, position in zip(rows, indices):
+                row["candidates"] = self.fresh_candidates.candidates(int(position), row, epoch)
+        if self.config.model.templates == "varied":
+            template = int(np.random.default_rng([self.tc.seed, epoch, int(indices[0])]).integers(len(TEMPLATES)))
+            for row in rows:
+                row["template"] = template
+        return rows
+
     def _micro_step(self, rows: list[dict[str, Any]], context: ObjectiveContext) -> ObjectiveOutput:
         """Forward and backward of one micro-batch; the optimizer steps on the last one of a step."""
         acc, model = self.accelerator, self.wrapped
         with acc.accumulate(model):
             output = self.objective(model, self.model, rows, context)
             acc.backward(output.loss)
-            if acc.sync_gradients:
+            if acc.sync_gradients and self.tc.max_grad_norm is not None:
                 acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
             self.prepared_optimizer.step()
             self.prepared_optimizer.zero_grad()
@@ -621,9 +649,12 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The ``section.field`` names whose values differ between two fingerprints; a field the old one lacks
+    (an option added by a later release) is unchanged while it keeps its default."""
+    defaults = {"model": ModelConfig().model_dump(mode="json"), "train": TrainConfig().model_dump(mode="json")}
     return [
         f"{section}.{key}"
         for section in sorted(set(old) | set(new))
         for key in sorted(set(old.get(section, {})) | set(new.get(section, {})))
-        if old.get(section, {}).get(key) != new.get(section, {}).get(key)
+        if old.get(section, {}).get(key, defaults.get(section, {}).get(key)) != new.get(section, {}).get(key)
     ]
