@@ -50,3 +50,54 @@ def test_retrieval_refuses_bad_input() -> None:
         retrieve(model, [[0]], 0)
     with pytest.raises(LlaraError, match="history row 1 holds an id outside 0..2"):
         retrieve(model, [[0], [1, 3]], 2)
+
+
+def full_sort_retrieve(model, histories: list[list[int]], n: int) -> list[tuple[list[int], list[float]]]:
+    """The reference: the retrieval that sorted every score row in full (before torch.topk)."""
+    padded = pad_histories(histories, model.max_len, model.num_items)
+    with torch.no_grad():
+        scores = model.catalog_logits(model.hidden(padded)).float()
+    for row, history in enumerate(histories):
+        scores[row, torch.as_tensor(history, dtype=torch.long)] = -torch.inf
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :n]
+    kept = scores.gather(1, order)
+    return [(items[torch.isfinite(v)].tolist(), v[torch.isfinite(v)].tolist()) for items, v in zip(order, kept)]
+
+
+def random_histories(rng: np.random.Generator, num_items: int, rows: int) -> list[list[int]]:
+    """Histories of 1 to all of the catalog's items (repeats too), many covering most of it."""
+    lengths = np.minimum(rng.integers(1, num_items + 1, rows) + rng.integers(0, 3, rows), num_items + 2)
+    return [rng.integers(0, num_items, size=int(length)).tolist() for length in lengths]
+
+
+def assert_same_as_full_sort(model, histories: list[list[int]], n: int) -> None:
+    got = retrieve(model, histories, n, batch_size=7)
+    for (items, scores), mine in zip(full_sort_retrieve(model, histories, n), got, strict=True):
+        assert mine.items == items
+        assert mine.scores.tolist() == scores
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_topk_retrieval_equals_the_full_sort_with_many_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    num_items = int(rng.integers(1, 80))
+    levels = [0.0, 1.0, 1.5, 2.0, -0.0] + ([np.inf, -np.inf, np.nan] if seed % 2 else [])
+    model = fixed_scorer(rng.choice(levels, num_items).tolist())
+    histories = random_histories(rng, num_items, 40)
+    for n in {1, 2, 5, 20, num_items - 1, num_items, num_items + 3} - {0}:
+        assert_same_as_full_sort(model, histories, n)
+
+
+@pytest.mark.parametrize("model_type", ["sasrec", "pop", "itemknn"])
+def test_topk_retrieval_equals_the_full_sort_on_random_models(model_type: str) -> None:
+    rng = np.random.default_rng(1)
+    torch.manual_seed(1)
+    num_items = 300
+    model = build_sr(model_type, num_items, 16, 10).eval()
+    if model_type != "sasrec":  # counts with many equal values, and items never seen: ties everywhere
+        history = pad_histories(random_histories(rng, 40, 200), 10, num_items)
+        lengths = (history != num_items).sum(dim=1).clamp(max=10)
+        model.fit(history, lengths, torch.as_tensor(rng.integers(0, 60, 200)))
+    histories = random_histories(rng, num_items, 30) + [rng.integers(0, 40, 5).tolist() for _ in range(30)]
+    for n in (1, 20, 64, 290, 400):
+        assert_same_as_full_sort(model, histories, n)
