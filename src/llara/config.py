@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from llara.config_files import read_yaml
 from llara.errors import LlaraError
@@ -216,6 +217,11 @@ class ModelConfig(StrictModel):
     domain: str | None = Field(
         None, description="template words: movies, games, music or generic; null: the prepared data's domain"
     )
+    text_placeholder: bool = Field(
+        False,
+        description="text prompts write a never-trained [PH] token after each title, so that text and hybrid "
+        "prompts share a layout (the authors' easy prompts); its input row is the mean of the vocabulary's",
+    )
     templates: Literal["single", "varied"] = Field(
         "single",
         description="training prompts' instruction: single (always the first template) or varied (one of three "
@@ -400,13 +406,22 @@ class TrainConfig(StrictModel):
         None, gt=0.0, description="wall-clock budget of the optimizer steps in minutes; the schedule is sized by "
         "max_steps / epochs and training stops early (then exports) when the budget is spent"
     )
-    eval_every: int | None = Field(
-        None, ge=1, description="validate every this many optimizer steps (logged to metrics.jsonl); null: never"
+    eval_every: int | Literal["epoch"] | None = Field(
+        None, description="validate every this many optimizer steps, or at the end of every epoch (epoch); logged to "
+        "metrics.jsonl; null: never"
     )
     eval_rows: int | None = Field(
         None, ge=1, description="validate on the first this many validation rows; null: all"
     )
-    keep_best: bool = Field(False, description="export the validation-best step (by HR@1 rank) instead of the last")
+    keep_best: bool = Field(
+        False, description="export the validation-best step (by validate_by's HR@1) instead of the last"
+    )
+    validate_by: Literal["rank", "generate"] = Field(
+        "rank",
+        description="validation HR@1: rank (the model's own ranking score of the candidates) or generate (the "
+        "greedy answer matched to a candidate, correct / all rows: the authors' epoch selection); the loss is "
+        "logged either way",
+    )
     save_every: int | None = Field(
         None,
         ge=1,
@@ -414,6 +429,13 @@ class TrainConfig(StrictModel):
         "(null: only the last step)",
     )
     tensorboard: bool = Field(False, description="also log the step metrics for TensorBoard (out_dir/tensorboard)")
+
+    @field_validator("eval_every")
+    @classmethod
+    def _positive_eval_every(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to 1")
+        return value
 
     @model_validator(mode="after")
     def _fresh_candidates_need_no_reference(self) -> TrainConfig:

@@ -17,7 +17,7 @@ from llara.data.domains import DOMAINS
 from llara.errors import LlaraError
 from llara.evaluation.evaluate import evaluate_model, split_rows
 from llara.llm.model import LlaraModel
-from llara.llm.prompts import TEMPLATES, render_prompt, template_corpus
+from llara.llm.prompts import TEMPLATES, TEXT_PLACEHOLDER, render_prompt, template_corpus
 from llara.training.loop import train
 from llara.training.negatives import EpochCandidates
 from llara.training.schedules import AUTHORS_WORKERS, Schedule
@@ -185,3 +185,57 @@ def test_a_run_started_before_these_options_existed_still_resumes() -> None:
     old = {"model": {"prompt_mode": "hybrid"}, "train": {"lr": 1e-3}}
     assert _changed_keys(old, new) == []
     assert _changed_keys(old, {**new, "train": {"lr": 1e-3, "candidate_draw": "per-epoch"}}) == ["train.candidate_draw"]
+
+
+# ------------------------------------------------------------------ the [PH] layout of text prompts
+
+
+def test_text_placeholders_follow_every_title_of_a_text_prompt_only() -> None:
+    row = {"history": [0, 1], "candidates": [2, 3, 4]}
+    titles = ["A", "B", "C", "D", "E"]
+    text = render_prompt(row, titles, "text", "movies", text_placeholder=True)
+    assert text.count(TEXT_PLACEHOLDER) == 5 and "A [PH], B [PH]" in text and "C [PH], D [PH], E [PH]" in text
+    assert TEXT_PLACEHOLDER not in render_prompt(row, titles, "text", "movies")
+    hybrid = render_prompt(row, titles, "hybrid", "movies", text_placeholder=True)
+    assert TEXT_PLACEHOLDER not in hybrid  # the hard prompts keep their behavioral tokens there
+
+
+def test_a_text_placeholder_model_reads_one_untrained_token_per_title_and_exports_it(
+    tiny_data, tiny_llama: Path, sr_checkpoint: Path, tmp_path: Path
+) -> None:
+    from helpers import move_trainable_weights
+
+    from llara.config import ModelConfig
+    from llara.evaluation.ranking import score_candidates
+
+    plain = LlaraModel.from_config(ModelConfig(base_model=str(tiny_llama)), tiny_data, sr_checkpoint)
+    assert TEXT_PLACEHOLDER not in plain.tokenizer.get_vocab()
+    model = move_trainable_weights(
+        LlaraModel.from_config(
+            ModelConfig(base_model=str(tiny_llama), prompt_mode="text", text_placeholder=True), tiny_data, sr_checkpoint
+        )
+    )
+    ph = model.tokenizer.convert_tokens_to_ids(TEXT_PLACEHOLDER)
+    rows = tiny_data.split("test").head(2).to_dict("records")
+    batch = model.encode_prompts(rows)
+    per_row = (batch["input_ids"] == ph).sum(dim=1).tolist()
+    assert per_row == [len(r["history"]) + len(r["candidates"]) for r in rows]
+    assert (batch["behavior_ids"] == -1).all()  # not a behavioral token: its embedding row stays as it is
+    loaded = LlaraModel.load(model.save(tmp_path / "export"))
+    assert loaded.text_placeholder and loaded.tokenizer.convert_tokens_to_ids(TEXT_PLACEHOLDER) == ph
+    for a, b in zip(score_candidates(model.eval(), rows).ranking("mean"), score_candidates(loaded, rows).ranking("mean"),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_validation_by_generation_every_epoch_matches_the_evaluation_of_the_export(
+    tiny_data, tiny_llama, sr_checkpoint, tmp_path
+) -> None:
+    overrides = tiny_train_overrides(tiny_data.root, tiny_llama, sr_checkpoint, tmp_path / "run",
+                                     "train.max_train_rows=24", "train.eval_every=epoch", "train.validate_by=generate")
+    export = train(load_config(None, overrides), progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validations = [r for r in records if "val_hr@1" in r]
+    assert [r["step"] for r in validations] == [3, 6]  # 24 rows, batch 8: an epoch is 3 steps
+    result = evaluate_model(LlaraModel.load(export), tiny_data, ["generate"], "val", progress=False)
+    assert validations[-1]["val_hr@1"] == pytest.approx(result["metrics"]["generate"]["hr@1"]["mean"])

@@ -161,6 +161,7 @@ class LlaraModel(nn.Module):
         self.projector = projector
         self.user_token = bool(self.info.get("user_token", False))
         self.answer_token = str(self.info.get("answer_token", "none"))
+        self.text_placeholder = bool(self.info.get("text_placeholder", False))
         _check_evidence(self.user_token, self.answer_token, sr, sr_prior is not None, prior_source is not None)
         self.sr = sr.requires_grad_(False).eval() if sr is not None else None
         self.prior_source = prior_source.requires_grad_(False).eval() if prior_source is not None else None
@@ -220,7 +221,7 @@ class LlaraModel(nn.Module):
         sr = _backbone(primary, data.num_items, evidence_checkpoints) if evidence or moe else None
         dtype = resolve_dtype(model_config.dtype, resolve_device())  # llara.json records what was loaded
         llm, tokenizer = load_base_model(model_config.base_model, dtype, model_config.load_in_bits, attention)
-        add_placeholder_tokens(tokenizer)
+        add_placeholder_tokens(tokenizer, model_config.text_placeholder)
         resize_for_placeholders(llm, tokenizer)
         mixture = ExpertWeights() if moe else None
         if model_config.gradient_checkpointing:
@@ -254,6 +255,7 @@ class LlaraModel(nn.Module):
             "answer_token": model_config.answer_token,
             "answer_token_at": model_config.answer_token_at,
             "sr_prior": model_config.sr_prior,
+            **({"text_placeholder": True} if model_config.text_placeholder else {}),
         }
         model = cls(
             llm, tokenizer, embeddings, data.titles, mode, domain, info,
@@ -281,7 +283,7 @@ class LlaraModel(nn.Module):
             verify_export(export_dir, info)
         info = {key: value for key, value in info.items() if key not in _INTEGRITY_FIELDS}
         llm, tokenizer = load_base_model(info["base_model"], dtype or info.get("dtype", "float32"), attention=attention)
-        add_placeholder_tokens(tokenizer)
+        add_placeholder_tokens(tokenizer, bool(info.get("text_placeholder")))
         resize_for_placeholders(llm, tokenizer)
         lora = info.get("lora") or {}
         if lora.get("adapter") == "moe-lora":
@@ -674,7 +676,7 @@ class LlaraModel(nn.Module):
     # ----------------------------------------------------------------- helpers
 
     def _prompt_ids(self, row: Mapping, mode: str) -> list[int]:
-        text = prompts.render_prompt(row, self.titles, mode, self.domain, self.user_token)
+        text = prompts.render_prompt(row, self.titles, mode, self.domain, self.user_token, self.text_placeholder)
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
 
     def _answer_ids(self, item_id: int, mode: str) -> list[int]:
@@ -731,9 +733,11 @@ class LlaraModel(nn.Module):
         return behavior
 
 
-def add_placeholder_tokens(tokenizer: Any) -> list[int]:
-    """Add the placeholder special tokens to ``tokenizer`` if missing; return their ids (history, candidate)."""
-    missing = [t for t in prompts.PLACEHOLDER_TOKENS if t not in tokenizer.get_vocab()]
+def add_placeholder_tokens(tokenizer: Any, text_placeholder: bool = False) -> list[int]:
+    """Add the placeholder special tokens (and, with ``text_placeholder``, :data:`~llara.llm.prompts.TEXT_PLACEHOLDER`)
+    to ``tokenizer`` if missing; return the ids of :data:`~llara.llm.prompts.PLACEHOLDER_TOKENS`."""
+    wanted = [*prompts.PLACEHOLDER_TOKENS, *([prompts.TEXT_PLACEHOLDER] if text_placeholder else [])]
+    missing = [t for t in wanted if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return tokenizer.convert_tokens_to_ids(list(prompts.PLACEHOLDER_TOKENS))

@@ -31,6 +31,9 @@ HISTORY_TOKEN = "[HistoryEmb]"
 CANDIDATE_TOKEN = "[CandidateEmb]"
 USER_TOKEN = "[UserEmb]"
 ANSWER_TOKEN = "[AnswerEmb]"
+#: ``model.text_placeholder``: a token after each title of a text prompt whose input row is never trained
+#: (the authors' easy prompts keep their ``[PH]`` there, so easy and hard prompts share a layout)
+TEXT_PLACEHOLDER = "[PH]"
 ITEM_TOKENS = (HISTORY_TOKEN, CANDIDATE_TOKEN)
 PLACEHOLDER_TOKENS = (HISTORY_TOKEN, CANDIDATE_TOKEN, USER_TOKEN, ANSWER_TOKEN)
 MODES: tuple[str, ...] = get_args(PromptMode)
@@ -74,10 +77,13 @@ def item_name(item_id: int, titles: Sequence[str], mode: str) -> str:
     return str(item_id) if check_mode(mode) == "id" else titles[item_id]
 
 
-def render_item(item_id: int, titles: Sequence[str], mode: str, placeholder: str) -> str:
-    """One item inside a prompt, written according to ``mode``."""
+def render_item(
+    item_id: int, titles: Sequence[str], mode: str, placeholder: str, text_placeholder: bool = False
+) -> str:
+    """One item inside a prompt, written according to ``mode`` (in ``text`` mode with ``text_placeholder``:
+    its title and :data:`TEXT_PLACEHOLDER`)."""
     if mode == "text":
-        return titles[item_id]
+        return f"{titles[item_id]} {TEXT_PLACEHOLDER}" if text_placeholder else titles[item_id]
     if mode == "behavior":
         return placeholder
     if mode == "hybrid":
@@ -90,11 +96,15 @@ def render_item(item_id: int, titles: Sequence[str], mode: str, placeholder: str
 USER_SENTENCE = " The recommender's summary of this user: {token}."
 
 
-def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, user_token: bool = False) -> str:
+def render_prompt(
+    row: Mapping, titles: Sequence[str], mode: str, domain: str, user_token: bool = False,
+    text_placeholder: bool = False,
+) -> str:
     """The prompt of one sample row (``history`` and ``candidates`` as item ids), ending with ``Answer:``.
 
     The row's ``template`` field (default 0) picks the instruction from :data:`TEMPLATES`. With
-    ``user_token`` (and a behavior mode) a sentence holding :data:`USER_TOKEN` follows the history.
+    ``user_token`` (and a behavior mode) a sentence holding :data:`USER_TOKEN` follows the history. With
+    ``text_placeholder`` every title of a text prompt is followed by :data:`TEXT_PLACEHOLDER`.
     """
     words = check_domain(domain)
     check_mode(mode)
@@ -105,9 +115,9 @@ def render_prompt(row: Mapping, titles: Sequence[str], mode: str, domain: str, u
         noun=words.noun,
         plural=words.plural,
         count=len(candidates),
-        history=", ".join(render_item(i, titles, mode, HISTORY_TOKEN) for i in history),
+        history=", ".join(render_item(i, titles, mode, HISTORY_TOKEN, text_placeholder) for i in history),
         user=USER_SENTENCE.format(token=USER_TOKEN) if user_token and uses_behavior_tokens(mode) else "",
-        candidates=", ".join(render_item(i, titles, mode, CANDIDATE_TOKEN) for i in candidates),
+        candidates=", ".join(render_item(i, titles, mode, CANDIDATE_TOKEN, text_placeholder) for i in candidates),
     )
 
 

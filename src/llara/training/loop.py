@@ -194,6 +194,7 @@ class _Run:
             self.tc.schedule, self.total_steps, self.steps_per_epoch, self.tc.two_stage_text_epochs, self.tc.seed
         )
         self._set_evaluation_mode()
+        self.validate_every = self.steps_per_epoch if self.tc.eval_every == "epoch" else self.tc.eval_every
         self.optimizer = build_optimizer(
             self.model, self.tc.lr, self.tc.weight_decay, self.tc.projector_weight_decay, self.tc.gate_lr_factor
         )
@@ -322,7 +323,7 @@ class _Run:
                 done = step + 1
                 out_of_time = self._out_of_time(began, budget)
                 last = done == self.total_steps or out_of_time
-                if self.tc.eval_every and (done % self.tc.eval_every == 0 or last):
+                if self.validate_every and (done % self.validate_every == 0 or last):
                     log.write(self._validation_record(done))
                 if (self.tc.save_every and done % self.tc.save_every == 0) or last:
                     self.save_checkpoint(done)
@@ -438,10 +439,8 @@ class _Run:
         return self._epoch_cache[1]
 
     def validate(self) -> tuple[float, float]:
-        """Answer-token loss and HR@1 by likelihood ranking (the model's own ranking score) on the
-        validation split (``eval_rows`` rows), over all processes."""
-        from llara.evaluation.ranking import ranking_scores
-
+        """Answer-token loss and HR@1 (``validate_by``: the model's own ranking score, or the greedy answer
+        matched to a candidate) on the validation split (``eval_rows`` rows), over all processes."""
         acc, model = self.accelerator, self.wrapped
         rows = self.data.split("val")
         if self.tc.eval_rows:
@@ -454,11 +453,22 @@ class _Run:
                 part = mine.iloc[start : start + self.tc.micro_batch_size].to_dict("records")
                 batch = to_device(self.model.encode_training(part), acc.device)
                 count = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                scores = ranking_scores(self.model, part, len(part))
-                hits = sum(int(row["candidates"][int(np.argmax(s))] == row["target"]) for row, s in zip(part, scores))
+                hits = sum(int(pick == row["target"]) for row, pick in zip(part, self._validation_picks(part)))
                 total += torch.stack([model(**batch).loss.float() * count, count.float(), torch.tensor(float(hits))])
         total = acc.reduce(total, reduction="sum")
         return (total[0] / total[1].clamp(min=1)).item(), (total[2] / max(len(rows), 1)).item()
+
+    def _validation_picks(self, rows: list[dict[str, Any]]) -> list[int]:
+        """The candidate the model picks for each row (-1: a generated answer that names none)."""
+        from llara.evaluation.evaluate import match_answer
+        from llara.evaluation.generation import generate_answers
+        from llara.evaluation.ranking import ranking_scores
+
+        if self.tc.validate_by == "generate":
+            answers = generate_answers(self.model, rows, len(rows))
+            return [match_answer(self.model, row["candidates"], answer)["pred"] for row, answer in zip(rows, answers)]
+        scores = ranking_scores(self.model, rows, len(rows))
+        return [int(row["candidates"][int(np.argmax(s))]) for row, s in zip(rows, scores)]
 
     def save_checkpoint(self, step: int) -> Path | None:
         """Write checkpoint ``step`` (main process) with every process's RNG state (not under DeepSpeed)."""

@@ -22,16 +22,16 @@ TENSORBOARD_DIR = "tensorboard"
 STEP_KEY = "step"
 LOSS_KEY = "loss"
 MODE_KEY = "mode"
-#: validation lines (every ``train.eval_every`` steps): answer-token loss and HR@1 by ranking
+#: validation lines (every ``train.eval_every`` steps): answer-token loss and HR@1 (``train.validate_by``)
 VAL_LOSS_KEY = "val_loss"
 VAL_HR_KEY = "val_hr@1"
 
 #: train-section fields that do not change the trained model: where it is written, how often it is
 #: checkpointed, validated and logged. They may change between a run and its resume, and the pipeline
 #: does not retrain a variant when only they change.
-NON_MODEL_FIELDS = frozenset({"out_dir", "save_every", "eval_every", "eval_rows", "tensorboard"})
+NON_MODEL_FIELDS = frozenset({"out_dir", "save_every", "eval_every", "eval_rows", "validate_by", "tensorboard"})
 #: validation settings: they pick the exported step when ``train.keep_best`` is on
-VALIDATION_FIELDS = frozenset({"eval_every", "eval_rows"})
+VALIDATION_FIELDS = frozenset({"eval_every", "eval_rows", "validate_by"})
 
 
 def non_model_fields(keep_best: bool) -> frozenset[str]:
