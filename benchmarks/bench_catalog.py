@@ -68,7 +68,8 @@ def latency(recommender, args: argparse.Namespace) -> dict:
     """Sequential POST /recommend latencies (ms) with retrieval, and the share spent in retrieval."""
     import httpx
 
-    from llara.serving.service import create_app, running_server
+    from llara.serving.server import running_server
+    from llara.serving.service import create_app
     from llara.sr.retrieval import retrieve
 
     histories = [list(map(int, h)) for h in recommender.data.split("test")["history"]][: args.requests]

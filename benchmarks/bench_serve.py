@@ -1,11 +1,14 @@
-"""Load test of `llara serve`: N requests from C concurrent clients over loopback HTTP, bounded in time.
+"""Load test of `llara serve`: N requests (or as many as fit in --duration seconds) from C concurrent
+clients over loopback HTTP, bounded in time.
 
-Runs the real app (uvicorn in a thread) and reports latency percentiles, throughput, errors and the
-mean batch size the server formed. Each request sends a random 3..10-item history and lets the server
+Runs the real app (uvicorn in a thread) and reports latency percentiles, throughput, errors, the mean
+batch size the server formed and the process's resident memory (after the warm-up request, at the end and
+its peak, sampled twice a second; after --warmup seconds of unmeasured load, if given). Each request sends a random 3..10-item history and lets the server
 draw 20 candidates (seeded per request). Without --checkpoint / --base-model it serves a tiny random
 model on synthetic data (the service's own overhead); with them, a real model.
 
     python benchmarks/bench_serve.py --requests 200 --clients 8
+    python benchmarks/bench_serve.py --warmup 15 --duration 60 --clients 8    # a soak: errors, memory growth
     python benchmarks/bench_serve.py --base-model smollm2 --data /tmp/ml --requests 200 --clients 8
 """
 
@@ -44,29 +47,62 @@ def build_recommender(args: argparse.Namespace, scratch: Path):
     return Recommender(LlaraModel.from_config(ModelConfig(base_model=str(llm), prompt_mode="text"), data), data)
 
 
-def load(base_url: str, requests: int, clients: int, num_items: int, deadline_s: float) -> dict:
-    """Send ``requests`` POST /recommend calls from ``clients`` threads; latency per call and failures."""
+def request_body(number: int, num_items: int) -> dict:
+    """Request ``number``: a random 3..10-item history (seeded by the number), 10 items wanted."""
+    rng = np.random.default_rng(number)
+    history = rng.choice(num_items, size=int(rng.integers(3, 11)), replace=False).tolist()
+    return {"history": history, "k": 10, "seed": number}
+
+
+def resident_mib() -> float:
+    """This process's resident memory (VmRSS) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class MemorySampler(threading.Thread):
+    """Samples :func:`resident_mib` every ``interval`` seconds until stopped; keeps the first and the peak."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.interval, self.done = interval, threading.Event()
+        self.first = self.peak = resident_mib()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.peak = max(self.peak, resident_mib())
+
+
+def load(
+    base_url: str, requests: int, clients: int, num_items: int, deadline_s: float, duration_s: float | None = None
+) -> dict:
+    """POST /recommend from ``clients`` threads: ``requests`` calls in all, or (with ``duration_s``) as many
+    as they send in that time; latency per call and failures."""
     import httpx
 
-    rng = np.random.default_rng(0)
-    bodies = [
-        {"history": rng.choice(num_items, size=int(rng.integers(3, 11)), replace=False).tolist(), "k": 10, "seed": i}
-        for i in range(requests)
-    ]
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + deadline_s
+    stop = time.monotonic() + duration_s if duration_s else None
+
+    def numbers(worker: int):
+        number = worker
+        while (stop is not None and time.monotonic() < stop) or (stop is None and number < requests):
+            yield number
+            number += clients
 
     def client(worker: int) -> None:
         with httpx.Client(base_url=base_url, timeout=deadline_s) as http:
-            for body in bodies[worker::clients]:
+            for number in numbers(worker):
                 if time.monotonic() > deadline:
                     with lock:
                         failures.append("deadline passed before sending")
                     continue
                 start = time.perf_counter()
-                response = http.post("/recommend", json=body)
+                response = http.post("/recommend", json=request_body(number, num_items))
                 elapsed = time.perf_counter() - start
                 with lock:
                     latencies.append(elapsed)
@@ -85,6 +121,11 @@ def main() -> None:
     parser.add_argument("--base-model", default=None, help="serve this base LLM zero-shot (needs --data)")
     parser.add_argument("--data", default=None, help="prepared data folder")
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=None, help="send for this many seconds (not --requests)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0,
+        help="first load the server this many seconds, unmeasured (memory then grows from a steady state)",
+    )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
@@ -96,7 +137,8 @@ def main() -> None:
     import httpx
     import torch
 
-    from llara.serving.service import create_app, running_server
+    from llara.serving.server import running_server
+    from llara.serving.service import create_app
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
@@ -104,21 +146,31 @@ def main() -> None:
         app = create_app(recommender, max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
         with running_server(app) as base_url:
             httpx.post(f"{base_url}/recommend", json={"history": [0, 1, 2]}, timeout=args.deadline)  # warm-up
-            result = load(base_url, args.requests, args.clients, recommender.num_items, args.deadline)
+            if args.warmup:
+                load(base_url, 0, args.clients, recommender.num_items, args.deadline, args.warmup)
+            sampler = MemorySampler()
+            sampler.start()
+            result = load(base_url, args.requests, args.clients, recommender.num_items, args.deadline, args.duration)
+            sampler.done.set()
+            sampler.join()
             health = httpx.get(f"{base_url}/health").json()
+            memory = {"after_warmup": sampler.first, "end": resident_mib(), "peak": sampler.peak}
     latencies = np.array(result["latencies"]) * 1000
     figures = {
         "model": args.checkpoint or args.base_model or "tiny random Llama (synthetic data)",
-        "requests": args.requests,
+        "requests": len(latencies),
+        "duration_s": args.duration,
         "clients": args.clients,
         "errors": len(result["failures"]),
         "wall_s": result["wall_s"],
         "throughput_rps": len(latencies) / result["wall_s"],
         "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 95, 99)},
         "mean_batch": (health["requests"] - 1) / max(health["batches"] - 1, 1),
+        "rss_mib": {key: round(value, 1) for key, value in memory.items()},
+        "rss_growth_mib": round(memory["end"] - memory["after_warmup"], 1),
     }
     print(json.dumps(figures, indent=2))
-    print(f"| {figures['model']} | {args.requests} | {args.clients} | {figures['latency_ms']['p50']:.0f} | "
+    print(f"| {figures['model']} | {figures['requests']} | {args.clients} | {figures['latency_ms']['p50']:.0f} | "
           f"{figures['latency_ms']['p95']:.0f} | {figures['latency_ms']['p99']:.0f} | "
           f"{figures['throughput_rps']:.1f} | {figures['mean_batch']:.1f} | {figures['errors']} |")
     if args.out:

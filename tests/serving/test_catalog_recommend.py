@@ -14,7 +14,8 @@ from llara.errors import LlaraError
 from llara.evaluation.blend import blend, order
 from llara.llm.model import LlaraModel
 from llara.serving.recommend import Recommender
-from llara.serving.service import create_app, running_server
+from llara.serving.server import running_server
+from llara.serving.service import create_app
 from llara.sr.checkpoint import load_sr
 from llara.sr.retrieval import retrieve
 

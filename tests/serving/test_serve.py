@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from llara.serving.recommend import Recommender
-from llara.serving.service import create_app, running_server
+from llara.serving.server import running_server
+from llara.serving.service import create_app
 
 BODY_LIMIT = 4096
 
@@ -139,8 +140,8 @@ def test_loose_numbers_get_a_422_and_the_connection_stays_open(client: httpx.Cli
     assert client.get("/health").status_code == 200
 
 
-def test_drawn_candidates_with_a_large_seed(client: httpx.Client) -> None:
-    response = client.post("/recommend", json={"history": [1, 2], "seed": 2**80, "k": 3})
+def test_drawn_candidates_with_the_largest_seed(client: httpx.Client) -> None:
+    response = client.post("/recommend", json={"history": [1, 2], "seed": 2**32 - 1, "k": 3})
     assert response.status_code == 200 and response.json()["num_candidates"] == 20
 
 

@@ -90,10 +90,11 @@ def serve(
     import uvicorn
 
     from llara.serving.recommend import Recommender
+    from llara.serving.server import server_options
     from llara.serving.service import create_app
 
     recommender = Recommender.load(
         checkpoint, data, allow_data_mismatch, device, sr_weight, verify=verify, dtype=dtype.value
     )
     app = create_app(recommender, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **server_options())

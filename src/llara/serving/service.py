@@ -6,27 +6,39 @@ does; a ``candidates`` list ranks those items.
 
 Concurrent requests are batched: a worker task collects queued requests for up to ``batch_wait_ms``
 (or until ``max_batch`` are waiting) and ranks them in one scoring batch, in a thread, so the event
-loop keeps accepting requests. Bad input never reaches the model: the body size is capped (413), a body
-that stops short of its Content-Length times out (408), a body that is not JSON is refused (415), the
-JSON is validated by pydantic (422; strict types: ``true`` is no number), and unknown items come back
-as 422 with close titles suggested. Every error body is ``{"detail": "<one readable line>"}``.
+loop keeps accepting requests. Bad input never reaches the model: a request head must arrive whole within
+``header_timeout_s`` (else 408 and the connection closed; ``llara.serving.server``), the body size is capped
+(413), a body that stops short of its Content-Length times out (408), a body without a JSON Content-Type
+is refused (415), the JSON is validated by pydantic against the published schema (422; strict types:
+``true`` is no number), and unknown items come back as 422 with close titles suggested. Every error body,
+the server's own 400 and 408 and a 500 included, is ``{"detail": "<one readable line>"}``, and no
+detail echoes more than ``MAX_DETAIL`` characters of the client's input.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    StrictStr,
+    Tag,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llara.errors import LlaraError
 from llara.serving.recommend import SCORE_MEANINGS, Query, Recommendation, Recommender
@@ -35,14 +47,52 @@ MAX_HISTORY = 200
 MAX_CANDIDATES = 100
 MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT_S = 10.0
+MAX_SEED = 2**32 - 1
+#: the most characters of a client's input one name or message of an error echoes, and a whole detail
+MAX_ECHO = 200
+MAX_DETAIL = 1000
+_CUT = " [... {} characters left out ...] "
+#: a title needs a character ``str.strip`` keeps: one outside Python's whitespace, spelled out so that
+#: JSON Schema (ECMA-262), pydantic (Rust regex) and Python agree on it
+TITLE_PATTERN = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
-ItemRef = Annotated[StrictInt, Field(ge=0)] | StrictStr
+
+def _whole_float_as_int(value: object) -> object:
+    """JSON Schema counts 5.0 as an integer: a float without a fraction becomes that int (5.5 does not)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def whole_number(low: int, high: int | None = None) -> Any:
+    """An integer field in [``low``, ``high``]: 5.0 counts as 5, as in JSON Schema; 5.5, "5" and true are
+    refused. The bounds sit on the integer itself, so the published schema shows them."""
+    return Annotated[StrictInt, Field(ge=low, le=high), BeforeValidator(_whole_float_as_int)]
+
+
+def _item_form(value: object) -> str:
+    """How an item is named: by a title (a string) or by an id (anything else: checked as one)."""
+    return "title" if isinstance(value, str) else "id"
+
+
+Title = Annotated[StrictStr, Field(min_length=1, pattern=TITLE_PATTERN)]
+#: an item id or title; an error names the form it checked (``history.0.title: String should ...``)
+ItemRef = Annotated[
+    Annotated[whole_number(0), Tag("id")] | Annotated[Title, Tag("title")], Discriminator(_item_form)
+]
+#: the request schema's own statement of the rule ``RecommendRequest`` checks: not a candidates list and a
+#: candidates_from together
+ONE_SOURCE = {
+    "not": {
+        "required": ["candidates", "candidates_from"],
+        "properties": {"candidates": {"type": "array"}, "candidates_from": {"type": "string"}},
+    }
+}
 
 
 class RecommendRequest(BaseModel):
-    """A history (oldest first; only the last ``history_len`` items enter the prompt) and optional candidates."""
+    """A history (oldest first; only the last ``history_len`` items enter the prompt) and optional candidates
+    (a list, or where to find them: not both)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SOURCE)
 
     history: list[ItemRef] = Field(
         min_length=1, max_length=MAX_HISTORY, description="Item titles or ids, oldest first."
@@ -55,11 +105,20 @@ class RecommendRequest(BaseModel):
         description="Without candidates: retrieval (the SR backbone's top num_candidates of the catalog) or "
         "random (drawn as the protocol does); omitted: retrieval when the model has an SR backbone, else random.",
     )
-    num_candidates: StrictInt | None = Field(
-        None, ge=1, le=MAX_CANDIDATES, description="How many candidates to retrieve or draw (default: the data's)."
+    num_candidates: whole_number(1, MAX_CANDIDATES) | None = Field(
+        None, description="How many candidates to retrieve or draw (default: the data's)."
     )
-    k: StrictInt = Field(10, ge=1, le=MAX_CANDIDATES, description="How many ranked items to return.")
-    seed: StrictInt | None = Field(None, ge=0, description="Seed for drawing candidates (random when omitted).")
+    k: whole_number(1, MAX_CANDIDATES) = Field(10, description="How many ranked items to return.")
+    seed: whole_number(0, MAX_SEED) | None = Field(
+        None, description="Seed for drawing candidates (random when omitted)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RecommendRequest:
+        """Candidates come from one place (``ONE_SOURCE`` says the same in the schema)."""
+        if self.candidates is not None and self.candidates_from is not None:
+            raise PydanticCustomError("one_source", "give candidates or candidates_from, not both")
+        return self
 
 
 class ErrorResponse(BaseModel):
@@ -176,6 +235,8 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
     model_info = getattr(recommender.model, "info", {})
 
     @app.get("/health")
@@ -195,8 +256,6 @@ def create_app(
     async def recommend(request: RecommendRequest) -> RecommendResponse:
         """Rank the candidates (retrieved, drawn or given) and return the top ``k``."""
         try:
-            if request.candidates is not None and request.candidates_from is not None:
-                raise LlaraError("give candidates or candidates_from, not both")
             candidates = request.candidates if request.candidates is not None else request.candidates_from
             query = recommender.query(request.history, candidates, request.seed, request.num_candidates)
             ranked = await batcher.submit(query)
@@ -210,40 +269,40 @@ def create_app(
     return app
 
 
-@contextlib.contextmanager
-def running_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a background thread (``port=0``: a free port); yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise LlaraError(f"the server on {host}:{sock.getsockname()[1]} did not start")
-            time.sleep(0.02)
-        yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=timeout_s)
-        sock.close()
-
-
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 with one readable line per problem (``body.history: List should have at least 1 item``);
-    415 when the body was not sent as JSON at all."""
+    """422 with one readable line per problem (``body.history: List should have at least 1 item``), each
+    name and message cut to ``MAX_ECHO`` characters; 415 when the body was not sent as JSON."""
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
-        detail = f"content type {content_type!r} is not supported; send the body as application/json"
+    if content_type is None:
+        return error_response(415, "the request has no Content-Type; send the body as application/json")
+    if not _is_json(content_type):
+        detail = f"content type {clip(content_type)!r} is not supported; send the body as application/json"
         return error_response(415, detail)
-    problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+    problems = [f"{'.'.join(clip(str(p)) for p in err['loc'])}: {clip(err['msg'])}" for err in exc.errors()]
     return error_response(422, "; ".join(problems))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every HTTP error the app raises (404, 405, the handler's 422) in the one JSON shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not the client's doing: 500 in the JSON shape, without the exception's text (the server
+    logs the traceback)."""
+    return error_response(500, "internal server error")
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` if it fits in ``limit`` characters, else its start and its end around a note of how many
+    characters were left out (``limit`` characters in all): a client's input never comes back whole."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(_CUT.format(len(text)))
+    head, tail = room - room // 2, room // 2
+    return text[:head] + _CUT.format(len(text) - head - tail) + text[len(text) - tail :]
 
 
 def _is_json(content_type: str) -> bool:
@@ -253,8 +312,9 @@ def _is_json(content_type: str) -> bool:
 
 
 def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """``{"detail": detail}`` with ``status``: the body of every refused request."""
-    return JSONResponse(status_code=status, content={"detail": detail}, headers=headers)
+    """``{"detail": detail}`` with ``status``: the body of every refused request (the detail cut to
+    ``MAX_DETAIL`` characters, so that no echoed input comes back whole)."""
+    return JSONResponse(status_code=status, content={"detail": clip(detail, MAX_DETAIL)}, headers=headers)
 
 
 class BodyLimit:
