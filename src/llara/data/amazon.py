@@ -132,8 +132,8 @@ def read_amazon_sasrec(path: Path | None = None, domain: str = "generic", title_
         raise LlaraError(f"{file} holds no interactions (expected `user item` lines)")
     table = pd.DataFrame(
         {
-            "user": numbers["user"].astype(str).to_numpy(),
-            "item": numbers["item"].astype(str).to_numpy(),
+            "user": numbers["user"].astype(str).array,  # .array: no Python string object per line
+            "item": numbers["item"].astype(str).array,
             "timestamp": numbers.index.to_numpy().astype(np.int64),
         }
     )

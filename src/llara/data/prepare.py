@@ -7,7 +7,7 @@ from typing import Any
 
 from llara.config import DataConfig
 from llara.data.dataset import PreparedData, is_prepared_folder, write_prepared
-from llara.data.protocol import ProtocolParams, build_samples
+from llara.data.protocol import ProtocolParams, Samples, build_sample_arrays
 from llara.data.readers import read_source
 from llara.errors import LlaraError
 from llara.paths import check_replaceable
@@ -29,15 +29,8 @@ def protocol_params(config: DataConfig) -> ProtocolParams:
     )
 
 
-def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) -> PreparedData:
-    """Read ``config.source``, apply the protocol and write the frozen samples to ``out`` (atomically).
-
-    The same config gives byte-identical Parquet files. An existing ``out`` that is not a prepared
-    folder is refused unless ``force``.
-    """
-    params = protocol_params(config)
-    params.check()
-    check_replaceable(out, is_prepared_folder, "prepared data folder", force)  # before the (slow) reading
+def _samples(config: DataConfig, params: ProtocolParams) -> tuple[Samples, str]:
+    """The source's samples and domain (the raw interactions are freed on return)."""
     if config.source == AUTHORS_SOURCE:
         if config.val_windows > 1:
             raise LlaraError(
@@ -50,10 +43,21 @@ def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) ->
             )
         from llara.data.llara_files import convert_authors_files
 
-        samples, domain = convert_authors_files(config.path, params, **config.options)
-    else:
-        data = read_source(config.source, config.path, config.options)
-        samples, domain = build_samples(data, params), data.domain
+        return convert_authors_files(config.path, params, **config.options)
+    data = read_source(config.source, config.path, config.options)
+    return build_sample_arrays(data, params), data.domain
+
+
+def prepare_dataset(config: DataConfig, out: str | Path, force: bool = False) -> PreparedData:
+    """Read ``config.source``, apply the protocol and write the frozen samples to ``out`` (atomically).
+
+    The same config gives byte-identical Parquet files. An existing ``out`` that is not a prepared
+    folder is refused unless ``force``.
+    """
+    params = protocol_params(config)
+    params.check()
+    check_replaceable(out, is_prepared_folder, "prepared data folder", force)  # before the (slow) reading
+    samples, domain = _samples(config, params)
     manifest: dict[str, Any] = {
         "source": config.source,
         "path": config.path,

@@ -18,24 +18,30 @@
   interacted with, drawn uniformly, in random order.
 
 Everything is vectorised with numpy; each random decision has its own stream derived from the seed, so
-changing one split's rows does not move another split's candidates.
+changing one split's rows does not move another split's candidates. Memory stays bounded: ids are int32
+where they fit, a split's samples are flat arrays (:class:`~llara.data.dataset.SampleArrays`) and the
+per-row work runs in blocks of :data:`CHUNK_ROWS` rows, drawing the random numbers in the order one block
+of all rows would (so the block size never changes a candidate).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import get_args
 
 import numpy as np
 import pandas as pd
 
 from llara.config import SplitBy
-from llara.data.dataset import SPLITS
+from llara.data.dataset import SPLITS, SampleArrays
 from llara.data.interactions import Interactions
 from llara.errors import LlaraError
 
 SPLIT_STREAMS = {"split": 0, "train": 1, "val": 2, "test": 3, "val-earlier": 4}
 SPLIT_BY: tuple[str, ...] = get_args(SplitBy)
+#: rows per block of the per-row work (histories, negatives, candidate shuffles): bounds its memory (about
+#: 50 MB for 20 candidates); 16k rows drew negatives faster than 32k-128k (cache-sized blocks)
+CHUNK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,14 @@ class ProtocolParams:
 
 @dataclass(frozen=True)
 class Samples:
-    """The protocol's output: the dense item table, the three splits and the counts."""
+    """The protocol's output: the dense item table, the three splits and the counts.
+
+    The splits are DataFrames from :func:`build_samples`, :class:`SampleArrays` from
+    :func:`build_sample_arrays`; :func:`~llara.data.dataset.write_prepared` takes either.
+    """
 
     items: pd.DataFrame
-    splits: dict[str, pd.DataFrame]
+    splits: dict[str, pd.DataFrame | SampleArrays]
     counts: dict[str, int]
 
 
@@ -95,54 +105,87 @@ def sorted_ids(raw_ids: np.ndarray) -> np.ndarray:
     return unique
 
 
+def id_dtype(bound: int) -> np.dtype:
+    """The compact integer type for values in ``0..bound``: int32 where it fits, else int64."""
+    return np.dtype(np.int32 if bound <= np.iinfo(np.int32).max else np.int64)
+
+
 def build_samples(data: Interactions, params: ProtocolParams) -> Samples:
-    """Apply the protocol to validated interactions."""
+    """Apply the protocol to validated interactions; the splits as DataFrames (as a prepared split loads)."""
+    samples = build_sample_arrays(data, params)
+    return replace(samples, splits={name: split.to_frame() for name, split in samples.splits.items()})
+
+
+def build_sample_arrays(data: Interactions, params: ProtocolParams) -> Samples:
+    """Apply the protocol to validated interactions; the splits as :class:`SampleArrays` (what
+    ``llara data prepare`` writes: a few bytes per row)."""
     params.check()
     data.validate()
-    table = data.table
-    raw_items = sorted_ids(table["item"].to_numpy())
-    item_codes = _codes(raw_items, table["item"].to_numpy().astype(str))
-    users = sorted_ids(table["user"].to_numpy())
-    user_codes = _codes(users, table["user"].to_numpy().astype(str))
-
-    order = np.lexsort((table["timestamp"].to_numpy(), user_codes))
-    user_seq, item_seq = user_codes[order], item_codes[order]
-    keep = _first_occurrences(user_seq, item_seq, len(raw_items))
-    user_seq, item_seq = user_seq[keep], item_seq[keep]
-
+    log = DenseLog.of(data.table)
+    user_seq, item_seq, users, num_items = log.user_seq, log.item_seq, log.users, len(log.items)
     catalog = data.catalog.set_index("item")["title"]
     items = pd.DataFrame(
         {
-            "item_id": np.arange(len(raw_items), dtype=np.int64),
-            "raw_id": raw_items,
-            "title": catalog.loc[raw_items].to_numpy(),
+            "item_id": np.arange(num_items, dtype=np.int64),
+            "raw_id": log.items,
+            "title": catalog.loc[log.items].to_numpy(),
         }
     )
-    seen = np.unique(user_seq.astype(np.int64) * len(raw_items) + item_seq)
-    check_enough_items(np.bincount(user_seq, minlength=len(users)), len(raw_items), params.num_candidates, users)
+    seen = np.unique(user_seq.astype(np.int64) * num_items + item_seq)
+    check_enough_items(np.bincount(user_seq, minlength=len(users)), num_items, params.num_candidates, users)
     positions = SequencePositions.of(user_seq)
     if params.split_by == "users":
         targets, split_users = _user_split_targets(positions, user_seq, len(users), params)
     else:
         targets, split_users = _leave_one_out_targets(positions, user_seq, params)
 
-    def frame(stream: str) -> pd.DataFrame:
+    def split(stream: str) -> SampleArrays:
         """The samples whose targets ``targets[stream]`` marks, candidates drawn from that stream."""
         rows = _rows(user_seq, item_seq, positions, targets[stream], params)
-        return sample_frame(rows, users, seen, len(raw_items), params, rng_for(params.seed, stream))
+        return sample_arrays(rows, users, seen, num_items, params, rng_for(params.seed, stream))
 
-    splits = {name: frame(name) for name in SPLITS}
+    splits = {name: split(name) for name in SPLITS}
     if "val-earlier" in targets:
-        splits["val"] = pd.concat([splits["val"], frame("val-earlier")], ignore_index=True)
+        splits["val"] = splits["val"].then(split("val-earlier"))
     counts = {
         "users": int(len(users)),
-        "items": int(len(raw_items)),
-        "interactions": int(len(table)),
+        "items": num_items,
+        "interactions": int(len(data.table)),
         "interactions_used": int(len(item_seq)),
         **{f"{name}_users": split_users[name] for name in SPLITS},
-        **{f"{name}_rows": int(len(frame)) for name, frame in splits.items()},
+        **{f"{name}_rows": len(rows) for name, rows in splits.items()},
     }
     return Samples(items=items, splits=splits, counts=counts)
+
+
+@dataclass(frozen=True)
+class DenseLog:
+    """The interactions as dense codes, sorted by user then time (stable), each (user, item) pair's first
+    occurrence only."""
+
+    users: np.ndarray  # raw user id per user code (sorted_ids order)
+    items: np.ndarray  # raw item id per item code (sorted_ids order)
+    user_seq: np.ndarray  # user code per interaction
+    item_seq: np.ndarray  # item code per interaction
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> DenseLog:
+        """The dense log of an interactions table (columns user, item, timestamp)."""
+        items, item_codes = _dense_ids(table["item"])
+        users, user_codes = _dense_ids(table["user"])
+        order = np.lexsort((table["timestamp"].to_numpy(), user_codes))
+        user_seq, item_seq = user_codes[order], item_codes[order]
+        keep = _first_occurrences(user_seq, item_seq, len(items))
+        return cls(users=users, items=items, user_seq=user_seq[keep], item_seq=item_seq[keep])
+
+
+def _dense_ids(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The column's :func:`sorted_ids` and each value's position among them, found per distinct value
+    (one hash pass over the column instead of a sort of its text)."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    distinct = np.asarray(uniques, dtype=object).astype(str)
+    ordered = sorted_ids(distinct)
+    return ordered, _codes(ordered, distinct)[codes]
 
 
 @dataclass(frozen=True)
@@ -156,11 +199,12 @@ class SequencePositions:
     @classmethod
     def of(cls, user_seq: np.ndarray) -> SequencePositions:
         """The positions of a log sorted by user (then time)."""
+        dtype = id_dtype(len(user_seq))
         starts = np.r_[0, np.flatnonzero(np.diff(user_seq)) + 1] if len(user_seq) else np.zeros(0, dtype=np.int64)
         ends = np.r_[starts[1:], len(user_seq)]
-        user_start = np.repeat(starts, ends - starts)
-        user_end = np.repeat(ends, ends - starts)
-        index = np.arange(len(user_seq))
+        user_start = np.repeat(starts.astype(dtype), ends - starts)
+        user_end = np.repeat(ends.astype(dtype), ends - starts)
+        index = np.arange(len(user_seq), dtype=dtype)
         return cls(user_start=user_start, position=index - user_start, remaining=user_end - 1 - index)
 
 
@@ -201,7 +245,7 @@ def _leave_one_out_targets(
 def _codes(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Position of each value in ``sorted_values`` (which may be in numeric, not text, order)."""
     sorter = np.argsort(sorted_values)
-    return sorter[np.searchsorted(sorted_values, values, sorter=sorter)].astype(np.int64)
+    return sorter[np.searchsorted(sorted_values, values, sorter=sorter)].astype(id_dtype(len(sorted_values)))
 
 
 def _first_occurrences(user_seq: np.ndarray, item_seq: np.ndarray, num_items: int) -> np.ndarray:
@@ -256,10 +300,52 @@ def _rows(
     """The rows whose targets ``is_target`` marks, each with the last <= ``history_len`` items before it."""
     targets = np.flatnonzero(is_target)
     first = np.maximum(positions.user_start[targets], targets - params.history_len)
-    lengths = targets - first
-    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int32)
-    gather = np.repeat(first - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return RowBatch(users=user_seq[targets], targets=item_seq[targets], offsets=offsets, values=item_seq[gather])
+    offsets = np.r_[0, np.cumsum(targets - first)]
+    values = np.empty(offsets[-1], dtype=item_seq.dtype)
+    for start, stop in _blocks(len(targets)):
+        gather = np.repeat(first[start:stop] - offsets[start:stop], targets[start:stop] - first[start:stop])
+        gather += np.arange(offsets[start], offsets[stop])
+        values[offsets[start] : offsets[stop]] = item_seq[gather]
+    return RowBatch(
+        users=user_seq[targets],
+        targets=item_seq[targets],
+        offsets=offsets.astype(id_dtype(offsets[-1])),
+        values=values,
+    )
+
+
+def _blocks(rows: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive blocks of at most :data:`CHUNK_ROWS` rows."""
+    return [(start, min(start + CHUNK_ROWS, rows)) for start in range(0, rows, CHUNK_ROWS)]
+
+
+def sample_arrays(
+    rows: RowBatch,
+    users: np.ndarray,
+    seen: np.ndarray,
+    num_items: int,
+    params: ProtocolParams,
+    rng: np.random.Generator,
+) -> SampleArrays:
+    """The split's samples: ``rows`` with shuffled candidates (target + negatives); ``users`` names the
+    user codes.
+
+    ``seen``: sorted ``user code * num_items + item`` keys of everything each user interacted with. The
+    negatives of all rows are drawn first, then each row's candidates are shuffled, row after row.
+    """
+    candidates = np.empty((len(rows.targets), params.num_candidates), dtype=id_dtype(num_items))
+    candidates[:, 0] = rows.targets
+    _fill_negatives(candidates[:, 1:], rows.users, seen, num_items, rng)
+    for start, stop in _blocks(len(candidates)):
+        rng.permuted(candidates[start:stop], axis=1, out=candidates[start:stop])
+    return SampleArrays(
+        names=users,
+        users=rows.users,
+        offsets=rows.offsets,
+        values=rows.values,
+        candidates=candidates,
+        targets=rows.targets,
+    )
 
 
 def sample_frame(
@@ -270,51 +356,56 @@ def sample_frame(
     params: ProtocolParams,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """The split's DataFrame: user names, histories, shuffled candidates (target + negatives), targets.
-
-    ``seen``: sorted ``user code * num_items + item`` keys of everything each user interacted with.
-    """
-    negatives = draw_negatives(rows.users, seen, num_items, params.num_candidates - 1, rng)
-    candidates = rng.permuted(np.column_stack([rows.targets, negatives]).astype(np.int64), axis=1)
-    return pd.DataFrame(
-        {
-            "user": users[rows.users].astype(object),
-            "history": _list_column(rows.offsets, rows.values),
-            "candidates": _list_column(
-                np.arange(0, candidates.size + 1, params.num_candidates, dtype=np.int32), candidates.ravel()
-            ),
-            "target": rows.targets.astype(np.int64),
-        }
-    )
-
-
-def _list_column(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """An object array of int64 arrays (what Parquet list columns load back as)."""
-    column = np.empty(len(offsets) - 1, dtype=object)
-    column[:] = np.split(values.astype(np.int64), offsets[1:-1])
-    return column
+    """:func:`sample_arrays` as a DataFrame: user names, histories, shuffled candidates, targets."""
+    return sample_arrays(rows, users, seen, num_items, params, rng).to_frame()
 
 
 def draw_negatives(
     row_users: np.ndarray, seen: np.ndarray, num_items: int, k: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``k`` distinct items per row, uniform over the items that row's user never interacted with.
+    """``k`` distinct items per row, uniform over the items that row's user never interacted with
+    (a rows x k array, int32 where the ids fit).
 
     ``seen`` holds the sorted keys ``user * num_items + item`` of all interactions. Rejection sampling,
     vectorised: draw a block per pending row, drop seen items and repeats (keeping the earliest), keep
     the first ``k``; rows still short draw again. The caller guarantees every user has >= k unseen items.
     """
-    chosen = np.full((len(row_users), k), -1, dtype=np.int64)
-    pending = np.arange(len(row_users))
-    while pending.size:
-        draws = rng.integers(0, num_items, size=(pending.size, 2 * k), dtype=np.int64)
-        keys = row_users[pending, None].astype(np.int64) * num_items + draws
-        hit = np.searchsorted(seen, keys).clip(max=max(len(seen) - 1, 0))
-        draws[seen[hit] == keys] = -1
-        merged = _unique_in_order(np.concatenate([chosen[pending], draws], axis=1))
-        chosen[pending] = merged[:, :k]
-        pending = pending[(merged[:, :k] < 0).any(axis=1)]
+    chosen = np.empty((len(row_users), k), dtype=id_dtype(num_items))
+    _fill_negatives(chosen, row_users, seen, num_items, rng)
     return chosen
+
+
+def _fill_negatives(
+    chosen: np.ndarray, row_users: np.ndarray, seen: np.ndarray, num_items: int, rng: np.random.Generator
+) -> None:
+    """Fill ``chosen`` (rows x k) as :func:`draw_negatives` returns it: each round draws for every row
+    still short, block by block in row order, so the random numbers come in the order one block of all
+    pending rows would draw them."""
+    chosen.fill(-1)
+    pending = np.arange(len(row_users), dtype=id_dtype(len(row_users)))
+    while pending.size:
+        blocks = [pending[start:stop] for start, stop in _blocks(pending.size)]
+        pending = np.concatenate([_draw_round(chosen, rows, row_users, seen, num_items, rng) for rows in blocks])
+
+
+def _draw_round(
+    chosen: np.ndarray,
+    rows: np.ndarray,
+    row_users: np.ndarray,
+    seen: np.ndarray,
+    num_items: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One round of rejection sampling for ``rows``: ``2 k`` draws each, merged into ``chosen``; returns
+    the rows that are still short."""
+    k = chosen.shape[1]
+    draws = rng.integers(0, num_items, size=(rows.size, 2 * k), dtype=np.int64)
+    keys = row_users[rows, None].astype(np.int64) * num_items + draws
+    hit = np.searchsorted(seen, keys).clip(max=max(len(seen) - 1, 0))
+    draws[seen[hit] == keys] = -1
+    merged = _unique_in_order(np.concatenate([chosen[rows], draws.astype(chosen.dtype)], axis=1))[:, :k]
+    chosen[rows] = merged
+    return rows[(merged < 0).any(axis=1)]
 
 
 def _unique_in_order(block: np.ndarray) -> np.ndarray:
