@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import run_cli
 from rich.console import Console
@@ -13,7 +14,7 @@ from llara.errors import LlaraError
 from llara.metrics import ranking_metrics, summarize
 from llara.pipeline import plots
 from llara.pipeline.report import format_summary, rich_table, write_report
-from llara.pipeline.results import VariantLog, read_jsonl
+from llara.pipeline.results import ResultRow, VariantLog, read_jsonl
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -133,3 +134,85 @@ def test_rolling_mean():
 def test_report_command_redraws_and_prints(run_dir, capsys):
     assert run_cli(["report", str(run_dir)]) == 0
     assert "llara" in capsys.readouterr().out and (run_dir / "report.md").is_file()
+
+
+def _drawn_plots(run_dir, monkeypatch) -> dict:
+    """The report's figures by file name, drawn but not written."""
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.update({path.name: fig}) or path)
+    write_report(run_dir)
+    return drawn
+
+
+def _horizontal_lines(figure) -> dict[str, float]:
+    """Label -> y of each horizontal line on the figure's axes."""
+    lines = figure.axes[0].lines
+    return {line.get_label(): line.get_ydata()[0] for line in lines if len(set(line.get_ydata())) == 1}
+
+
+@pytest.fixture
+def validated_run(run_dir):
+    """The run folder with validation HR@1 in the training log and SASRec's predictions on 20 candidates."""
+    records = [{"step": s, "loss": 1.0 / s, "mode": "hybrid"} for s in range(1, 31)]
+    records += [{"step": s, "val_hr@1": hr} for s, hr in ((10, 0.2), (20, 0.3), (30, 0.35))]
+    (run_dir / "stages/train-llara/log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    pd.DataFrame({"row": np.arange(50), "target": 0, "candidates": [list(range(20))] * 50,
+                  "rank": np.arange(50) % 20}).to_parquet(run_dir / "stages/eval-sasrec/predictions.parquet")
+    return run_dir
+
+
+def test_the_validation_plot_marks_the_best_sr_pick_and_the_random_pick(validated_run, monkeypatch):
+    index = json.loads((validated_run / "run.json").read_text())
+    index |= {"reference": "sasrec", "reference_pick": {"rule": "best-sr", "variant": "sasrec", "val_hr@1": 0.4567,
+                                                         "candidates": {"sasrec": 0.4567}}}
+    (validated_run / "run.json").write_text(json.dumps(index))
+    figure = _drawn_plots(validated_run, monkeypatch)["validation_hr1.png"]
+    lines = _horizontal_lines(figure)
+    assert lines["random pick HR@1 (0.050)"] == pytest.approx(1 / 20)
+    assert lines["reference backbone sasrec: validation HR@1 (0.457)"] == pytest.approx(0.4567)
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert "random pick HR@1 (0.050)" in legend and "reference backbone sasrec: validation HR@1 (0.457)" in legend
+    plots._pyplot().close(figure)
+
+
+def test_the_validation_plot_reads_a_named_sr_reference_from_its_checkpoint(validated_run, monkeypatch):
+    checkpoint = validated_run / "stages" / "sr-sasrec"  # the run folder has moved: the recorded path is stale
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"format": "llara-sr", "training": {"val_hr@1": 0.4321}}))
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    metrics = validated_run / "stages/eval-sasrec/metrics.json"
+    recorded = {**json.loads(metrics.read_text()), "model": {"sr_checkpoint": "/gone/runs/demo/stages/sr-sasrec"}}
+    metrics.write_text(json.dumps(recorded))
+    figure = _drawn_plots(validated_run, monkeypatch)["validation_hr1.png"]  # reference: the first variant
+    assert _horizontal_lines(figure)["reference backbone sasrec: validation HR@1 (0.432)"] == pytest.approx(0.4321)
+    plots._pyplot().close(figure)
+
+
+def test_the_validation_plot_has_no_reference_line_without_a_recorded_figure(validated_run, monkeypatch):
+    figure = _drawn_plots(validated_run, monkeypatch)["validation_hr1.png"]
+    assert list(_horizontal_lines(figure)) == ["random pick HR@1 (0.050)"]
+    plots._pyplot().close(figure)
+
+
+def test_the_hit_ratio_legend_covers_no_bar(tmp_path, monkeypatch):
+    """High HR@5 bars leave no free corner inside the axes: the legend sits outside them."""
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+
+    def summary(mean: float) -> dict:
+        return {"mean": mean, "ci_low": mean - 0.1, "ci_high": min(1.0, mean + 0.06), "n": 94}
+
+    rows = [ResultRow(name, kind, "", "rank", {"hr@1": summary(hr1), "hr@5": summary(0.88)})
+            for name, kind, hr1 in [("sasrec", "sr", 0.43), ("llara", "llara", 0.40), ("text", "llara", 0.40),
+                                    ("hybrid", "llara", 0.40)]]
+    plots.plot_hr_at_k(rows, tmp_path / "hr.png", {"hr@1": 0.05, "hr@5": 0.25}, rows[0])
+    figure = drawn[0]
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = axes.get_legend().get_window_extent(renderer)
+    bars = [patch.get_window_extent(renderer) for patch in axes.patches]
+    assert len(bars) == 2 * len(rows)
+    assert not [bar for bar in bars if bar.overlaps(legend)]
+    assert not legend.overlaps(axes.get_window_extent(renderer))  # beside the axes, not on them
+    plots._pyplot().close(figure)

@@ -4,7 +4,7 @@
   device that is not there is a clear error.
 * :func:`choose_attention`: the attention kernel passed to transformers. ``auto`` is ``eager`` (plain
   matmuls and softmax) on the CPU, where it trained the quickstart's recipe 1.2x faster than PyTorch's
-  fused ``sdpa`` (BENCHMARKS.md, "Training and ranking at the bf16 limit"), and on CUDA ``sdpa`` except
+  fused ``sdpa`` (docs/experiments.md, "Training and ranking at the bf16 limit"), and on CUDA ``sdpa`` except
   with flash-attn installed and no need for a custom mask, where it is ``flash_attention_2``. The packed candidate layout (``llara.llm.packing``,
   used by the ranking objectives and by answer-token models) attends through a 4-D block mask, which only
   ``sdpa`` and ``eager`` take, so a run that needs it never gets flash attention.

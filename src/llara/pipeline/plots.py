@@ -67,6 +67,12 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _legend_outside(ax: Any) -> None:
+    """The legend to the right of the axes, top-aligned, where it covers nothing (the saved figure grows
+    to hold it: ``bbox_inches="tight"``)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def _line_plot(
     curves: Sequence[tuple[str, np.ndarray, np.ndarray]], ylabel: str, title: str, smoothing: int = 20
 ) -> tuple[Any, Any]:
@@ -95,8 +101,15 @@ def plot_learning_curves(logs: Sequence[VariantLog], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_validation(logs: Sequence[VariantLog], path: Path) -> Path | None:
-    """Validation HR@1 (ranking) at each validation step, one line per variant that logged it."""
+def plot_validation(
+    logs: Sequence[VariantLog],
+    path: Path,
+    random_level: float | None = None,
+    reference: tuple[str, float] | None = None,
+) -> Path | None:
+    """Validation HR@1 (ranking) at each validation step, one line per variant that logged it, read against
+    two levels: the random pick (``random_level``, 1 / candidates) as a dotted line and, when ``reference``
+    (the reference backbone's name and its validation HR@1) is given, that backbone as a dashed line."""
     curves = [(log.variant, *series(log.records, VAL_HR_KEY)) for log in logs]
     curves = [curve for curve in curves if curve[1].size]
     if not curves:
@@ -104,9 +117,15 @@ def plot_validation(logs: Sequence[VariantLog], path: Path) -> Path | None:
     fig, ax = _pyplot().subplots(figsize=(7, 4))
     for variant, steps, values in curves:
         ax.plot(steps, values, marker="o", label=variant)
+    if random_level is not None:
+        ax.axhline(random_level, color="grey", linestyle=":", label=f"random pick HR@1 ({random_level:.3f})")
+    if reference is not None:
+        name, figure = reference
+        ax.axhline(figure, color="black", linestyle="--", linewidth=1,
+                   label=f"reference backbone {name}: validation HR@1 ({figure:.3f})")
     ax.set(xlabel="optimizer step", ylabel="validation HR@1 (rank)", title="Validation HR@1 during training")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -166,5 +185,5 @@ def plot_hr_at_k(
     top = max([top, *(random_levels or {}).values()])
     ax.set(ylabel="hit ratio (95% CI)", ylim=(0, min(1.0, top) + 0.05), title="Hit ratio by variant")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend_outside(ax)  # beside the axes: inside, it hid bars whatever corner it took
     return _save(fig, path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
+from llara.errors import LlaraError
 from llara.paths import atomic_file
 from llara.evaluation.evaluate import EVALUATION_PROTOCOLS
 from llara.pipeline.catalog_report import catalog_section
@@ -30,6 +31,7 @@ from llara.pipeline.results import (
     load_index,
     load_logs,
     load_results,
+    read_json,
 )
 from llara.pipeline.seeds import seed_spread
 from llara.pipeline.standing import best_sr, random_levels, standing_sentences
@@ -100,7 +102,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, list[ResultRow]]:
     rows = load_results(run_dir, index)
     logs = load_logs(run_dir, index)
     levels = random_levels(candidate_counts(run_dir, index), HR_METRICS)
-    plots = _draw_plots(run_dir / "plots", rows, logs, levels)
+    plots = _draw_plots(run_dir / "plots", rows, logs, levels, reference_backbone(run_dir, index))
     reference = index.reference or (index.variants[0].name if index.variants else None)
     paired = {p: compare_with_reference(run_dir, index, reference, p) for p in EVALUATION_PROTOCOLS if reference}
     comparisons = [c for found in paired.values() for c in found]
@@ -112,15 +114,48 @@ def write_report(run_dir: str | Path) -> tuple[Path, list[ResultRow]]:
 
 
 def _draw_plots(
-    folder: Path, rows: Sequence[ResultRow], logs: Sequence[VariantLog], levels: dict[str, float]
+    folder: Path,
+    rows: Sequence[ResultRow],
+    logs: Sequence[VariantLog],
+    levels: dict[str, float],
+    reference: tuple[str, float] | None,
 ) -> dict[str, Path]:
     drawn = {
         "Learning curves": plot_learning_curves(logs, folder / "learning_curves.png"),
-        "Validation HR@1 during training": plot_validation(logs, folder / "validation_hr1.png"),
+        "Validation HR@1 during training": plot_validation(
+            logs, folder / "validation_hr1.png", levels.get("hr@1"), reference
+        ),
         "Realised schedule": plot_schedule(logs, folder / "schedule.png"),
         "Hit ratio by variant": plot_hr_at_k(rows, folder / "hr_at_k.png", levels, best_sr(rows)),
     }
     return {title: path for title, path in drawn.items() if path is not None}
+
+
+def reference_backbone(run_dir: Path, index: RunIndex) -> tuple[str, float] | None:
+    """The run's reference backbone and its validation HR@1, for the validation plot: the sr variant that
+    ``reference: best-sr`` picked, else the reference variant (named, or the first) when it is an sr variant
+    whose checkpoint records the figure; None otherwise (an LLM reference, an imported checkpoint)."""
+    from llara.sr.checkpoint import read_sr_config
+
+    pick = index.reference_pick or {}
+    if pick.get("val_hr@1") is not None:
+        return str(pick["variant"]), float(pick["val_hr@1"])
+    name = index.reference or (index.variants[0].name if index.variants else None)
+    entry = next((e for e in index.variants if e.name == name and e.kind == "sr" and e.metrics), None)
+    if entry is None:
+        return None
+    recorded = read_json(run_dir / entry.metrics).get("model", {}).get("sr_checkpoint")
+    if not recorded:
+        return None
+    # the run folder's stage of that name (the folder may have moved since), else the path as written
+    for checkpoint in (run_dir / "stages" / Path(recorded).name, Path(recorded)):
+        try:
+            training = read_sr_config(checkpoint).get("training")
+        except LlaraError:
+            continue
+        figure = training.get("val_hr@1") if isinstance(training, dict) else None
+        return (name, float(figure)) if isinstance(figure, (int, float)) else None
+    return None
 
 
 def _paired_section(reference: str | None, paired: dict[str, list[Comparison]]) -> list[str]:
