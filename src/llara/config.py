@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -142,6 +142,16 @@ class SRConfig(StrictModel):
     )
     ce_sampled_above: int = Field(
         50_000, ge=1, description="loss=ce: catalogs of more items use sampled softmax instead of the full one"
+    )
+    item_updates: Literal["auto", "dense", "sparse"] = Field(
+        "auto",
+        description="how the item embedding and output rows are updated: dense (Adam over every row at every "
+        "step, the paper's), sparse (only the rows a step's loss reads, SparseAdam, L2 on those rows: a step "
+        "costs the same whatever the catalog size; needs bce, gbce or sampled ce) or auto (sparse for those "
+        "losses above sparse_above items, else dense)",
+    )
+    sparse_above: int = Field(
+        20_000, ge=0, description="item_updates=auto: catalogs of more items get sparse item updates"
     )
     seed: int = Field(0, description="seed of the initial weights, the sample order and the sampled negatives")
     num_threads: int = Field(1, ge=1, description="CPU threads while training; these tiny models run fastest on 1")
@@ -532,6 +542,14 @@ class ExperimentConfig(StrictModel):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def same_settings(saved: Mapping[str, Any], current: BaseModel) -> bool:
+    """Whether a config an earlier run saved (``model_dump(mode="json")``) equals ``current``; a field the
+    saved one lacks (an option added by a later release) counts as equal while ``current`` keeps its default."""
+    now = current.model_dump(mode="json")
+    defaults = type(current)().model_dump(mode="json")
+    return set(saved) <= set(now) and all(saved.get(key, defaults[key]) == value for key, value in now.items())
 
 
 def parse_overrides(overrides: list[str], cls: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class SequentialRecommender(nn.Module):
     model_type: ClassVar[str]
     #: SRConfig fields passed to the constructor besides dim and max_len.
     config_fields: ClassVar[tuple[str, ...]] = ()
+    #: set by ``llara.sr.optim.ItemRowsOptimizer``: the output rows a loss reads get sparse gradients
+    sparse_item_grads: bool = False
 
     def __init__(self, num_items: int, dim: int = 64, max_len: int = 10) -> None:
         super().__init__()
@@ -118,7 +120,10 @@ class SequentialRecommender(nn.Module):
         return self.encode(*self.window(history))
 
     def output_rows(self, items: torch.Tensor) -> torch.Tensor:
-        """The output layer's rows of ``items`` (``[..., H]``): an item's score is its row times the state, plus bias."""
+        """The output layer's rows of ``items`` (``[..., H]``): an item's score is its row times the state, plus
+        bias (with ``sparse_item_grads``, looked up so that their gradient is sparse)."""
+        if self.sparse_item_grads:
+            return torch.nn.functional.embedding(items, self.output.weight, sparse=True)
         return self.output.weight[items]
 
     def logits(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ scored against its target and negatives by one of three losses (``SRConfig.loss`
   paper divides by 1 + k; a constant), averaged over rows.
 
 Negatives come from the run's seeded ``torch.Generator`` (``bce``: one per row for the whole epoch;
-``ce`` sampled and ``gbce``: per batch), so a resumed run draws the same ones. Adam with L2 weight decay.
+``ce`` sampled and ``gbce``: per batch), so a resumed run draws the same ones. Adam with L2 weight decay;
+for the sampled losses on large catalogs, lazy updates of the item rows a step reads (``llara.sr.optim``).
 
 After each epoch the model is ranked on the frozen validation candidates: every row of the prepared
 ``val`` split, which with ``val_windows`` k > 1 includes each validation user's k - 1 earlier windows
@@ -44,7 +45,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from llara.config import SRConfig
+from llara.config import SRConfig, same_settings
 from llara.data.dataset import PreparedData
 from llara.data.holdout import held_out_rows
 from llara.errors import LlaraError
@@ -53,6 +54,7 @@ from llara.sr.base import SequentialRecommender
 from llara.sr.checkpoint import TRAIN_STATE, WEIGHTS, check_out_dir, load_sr, read_sr_config, save_sr
 from llara.sr.evaluate import hit_rate_at_1
 from llara.sr.fit_counts import fit_count_model, is_count_model
+from llara.sr.optim import ItemRowsOptimizer, build_optimizer
 from llara.sr.tune import train_grid, tune_sr
 from llara.sr.registry import build_from_config
 from llara.sr.samples import SplitTensors, split_tensors
@@ -114,7 +116,7 @@ def train_sr(
 def _finished(out_dir: Path, config: SRConfig) -> Path:
     """A finished run in ``out_dir``, provided it was trained with ``config``."""
     trained = read_sr_config(out_dir).get("training", {}).get("config")
-    if trained != config.model_dump(mode="json"):
+    if not isinstance(trained, dict) or not same_settings(trained, config):
         raise LlaraError(f"{out_dir} holds a finished run with other settings; choose another --out to train anew")
     return out_dir
 
@@ -128,9 +130,9 @@ class _Fit:
         self.state_path = state_path
         torch.manual_seed(config.seed)
         self.model: SequentialRecommender = build_from_config(config, data.num_items)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.l2)
-        self.generator = torch.Generator().manual_seed(config.seed)
         self.objective = Objective.of(config, data.num_items)
+        self.optimizer = build_optimizer(self.model, config, self.objective.reads_a_sample)
+        self.generator = torch.Generator().manual_seed(config.seed)
         self.state: dict[str, Any] = {
             "epoch": 0,
             "best_hr1": -1.0,
@@ -192,7 +194,7 @@ class _Fit:
             payload = torch.load(self.state_path, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable state is the same user error
             raise LlaraError(f"{self.state_path} is unreadable ({exc}); delete it and train again") from exc
-        if payload["config"] != self.config.model_dump(mode="json"):
+        if not same_settings(payload["config"], self.config):
             raise LlaraError(f"{self.state_path} was written with another SR config; resume with the same settings")
         if payload["data_content_hash"] != self.data_hash:
             raise LlaraError(f"{self.state_path} was trained on other data (content hash differs)")
@@ -209,6 +211,7 @@ class _Fit:
             "config": self.config.model_dump(mode="json"),
             "loss": self.config.loss,
             "loss_detail": self.objective.describe(self.model.num_items),
+            "item_updates": "sparse" if self.model.sparse_item_grads else "dense",
             "val_hr@1": self.state["best_hr1"],
             **{key: self.state[key] for key in keep},
         }
@@ -227,7 +230,7 @@ def torch_threads(count: int) -> Iterator[None]:
 
 def _run_epoch(
     model: SequentialRecommender,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | ItemRowsOptimizer,
     train: SplitTensors,
     generator: torch.Generator,
     batch_size: int,
@@ -278,6 +281,11 @@ class Objective:
         """The objective ``config`` asks for on a catalog of ``num_items`` items."""
         sampled = config.loss == "ce" and num_items > config.ce_sampled_above
         return cls(config.loss, config.negatives, config.gbce_t, sampled)
+
+    @property
+    def reads_a_sample(self) -> bool:
+        """Whether the loss reads a sample of the items (bce, gbce, sampled ce), not the whole catalog."""
+        return self.loss != "ce" or self.sampled
 
     def describe(self, num_items: int) -> str:
         """One line for the training summary."""
