@@ -10,8 +10,14 @@ Modes (subcommands):
 
 * ``prepare``: ``llara data prepare`` in a fresh child process per size; wall seconds and the child's
   peak resident memory (``ru_maxrss`` from ``os.wait4``, so each size has its own figure).
+* ``chain``: the whole path a new dataset takes, each step a child process: ``llara data prepare``, one
+  epoch of ``llara sr train`` (``--sr`` overrides; SASRec with BCE by default, its epoch time also read
+  from the checkpoint's record), ``llara sr evaluate`` on the test rows, and the catalog top 20 of
+  ``--users`` test histories (``llara.sr.retrieval.retrieve``, batched). Wall seconds and peak memory per
+  step, and the chain's total.
 
-Run: ``python benchmarks/scale.py prepare --sizes 100k,1m [--format sasrec|tabular] [--json OUT]``.
+Run: ``python benchmarks/scale.py prepare --sizes 100k,1m [--format sasrec|tabular] [--json OUT]`` or
+``python benchmarks/scale.py chain --sizes 1m,3m,10m [--sr loss=bce,item_updates=auto] [--json OUT]``.
 Prints one JSON document (also written to ``--json``).
 """
 
@@ -133,15 +139,16 @@ def write_tabular(log: SyntheticLog, folder: Path) -> list[str]:
 WRITERS: dict[str, Callable[[SyntheticLog, Path], list[str]]] = {"sasrec": write_sasrec, "tabular": write_tabular}
 
 
-def run_child(command: list[str]) -> dict[str, float]:
-    """Run ``command`` to completion; its wall seconds and peak RSS (bytes, from ``os.wait4``).
+def run_child(command: list[str], stdout: Any = subprocess.DEVNULL) -> dict[str, float]:
+    """Run ``command`` to completion (its output to ``stdout``); its wall seconds and peak RSS (bytes, from
+    ``os.wait4``).
 
     Linux starts a child's peak RSS at its parent's own peak (the high-water mark is copied at fork), so
     the caller must stay small: this process only spawns, and logs are generated in a process of their own.
     """
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child never blocks
         start = time.perf_counter()
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        child = subprocess.Popen(command, stdout=stdout, stderr=errors)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -170,7 +177,54 @@ def measure_prepare(shape: LogShape, folder: Path, args: argparse.Namespace) -> 
     return {"interactions": counts["interactions"], **figures, "counts": counts}
 
 
-MODES: dict[str, Callable[[LogShape, Path, argparse.Namespace], dict[str, Any]]] = {"prepare": measure_prepare}
+RETRIEVE = """
+import json, sys, time
+from llara.data.dataset import PreparedData
+from llara.sr.checkpoint import load_sr
+from llara.sr.retrieval import retrieve
+model = load_sr(sys.argv[1])
+histories = [list(h) for h in PreparedData.load(sys.argv[2]).split("test")["history"].head(int(sys.argv[3]))]
+start = time.perf_counter()
+found = retrieve(model, histories, 20)
+print(json.dumps({"users": len(histories), "retrieve_s": time.perf_counter() - start,
+                  "ms_per_user": 1000 * (time.perf_counter() - start) / len(histories)}))
+"""
+
+
+def measure_chain(shape: LogShape, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Prepare, one SR epoch, SR evaluation and batched retrieval, each timed in its own child process."""
+    with get_context("spawn").Pool(1) as pool:
+        prepare = pool.apply(write_log, (shape, folder, args.format))
+    data, sr = folder / "prepared", folder / "sr"
+    steps = {"prepare": run_child([LLARA, "data", "prepare", *prepare, "--seed", str(shape.seed), "--out", str(data)])}
+    overrides = [f"--set={item}" for item in ["max_epochs=1", *args.sr.split(",")] if item]
+    steps["sr_train"] = run_child([LLARA, "sr", "train", "--data", str(data), "--out", str(sr), "--no-progress",
+                                   *overrides])
+    steps["sr_evaluate"] = run_child([LLARA, "sr", "evaluate", "--checkpoint", str(sr), "--data", str(data),
+                                      "--out", str(folder / "sr-test.json")])
+    retrieval = folder / "retrieval.json"
+    with retrieval.open("w") as handle:
+        steps["retrieve"] = run_child([sys.executable, "-c", RETRIEVE, str(sr), str(data), str(args.users)],
+                                      stdout=handle)
+    record = json.loads((sr / "config.json").read_text())["training"]
+    return {
+        "steps": steps,
+        "total_s": round(sum(step["wall_s"] for step in steps.values()), 1),
+        "peak_rss_bytes": max(step["peak_rss_bytes"] for step in steps.values()),
+        "sr_epoch_s": round(record["seconds"], 1),
+        "sr_item_updates": record.get("item_updates"),
+        "sr_loss": record["loss_detail"],
+        "sr_val_hr@1": record["val_hr@1"],
+        "sr_test_hr@1": json.loads((folder / "sr-test.json").read_text())["metrics"]["rank"]["hr@1"]["mean"],
+        "retrieval": json.loads(retrieval.read_text()),
+        "counts": json.loads((data / "manifest.json").read_text())["counts"],
+    }
+
+
+MODES: dict[str, Callable[[LogShape, Path, argparse.Namespace], dict[str, Any]]] = {
+    "prepare": measure_prepare,
+    "chain": measure_chain,
+}
 
 
 def per_interaction(results: list[dict[str, Any]]) -> dict[str, float] | None:
@@ -210,6 +264,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = root.add_subparsers(dest="mode", required=True)
     modes.add_parser("prepare", parents=[common], help="llara data prepare: wall seconds and peak RSS per size")
+    chain = modes.add_parser("chain", parents=[common], help="prepare, one SR epoch, evaluation and retrieval")
+    chain.add_argument("--sr", default="loss=bce", help="SRConfig overrides of the one-epoch fit, key=value,...")
+    chain.add_argument("--users", type=int, default=1000, help="test histories to retrieve the top 20 for")
     return root
 
 
