@@ -17,7 +17,9 @@ Modes (subcommands):
   step, and the chain's total.
 
 Run: ``python benchmarks/scale.py prepare --sizes 100k,1m [--format sasrec|tabular] [--json OUT]`` or
-``python benchmarks/scale.py chain --sizes 1m,3m,10m [--sr loss=bce,item_updates=auto] [--json OUT]``.
+``python benchmarks/scale.py chain --sizes 1m,3m,10m [--sr loss=bce,item_updates=auto] [--json OUT]``;
+``python benchmarks/scale.py plot CHAIN.json --out PNG`` draws a chain's growth curves (seconds and peak
+memory of every step against the log size, log-log).
 Prints one JSON document (also written to ``--json``).
 """
 
@@ -270,7 +272,36 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Seconds and peak memory of every chain step against the log size (log-log), side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = sorted(report["results"], key=lambda r: r["interactions"])
+    sizes = [r["interactions"] for r in results]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for step in results[0]["steps"]:
+        left.plot(sizes, [r["steps"][step]["wall_s"] for r in results], marker="o", label=step)
+        right.plot(sizes, [r["steps"][step]["peak_rss_mib"] / 1024 for r in results], marker="o", label=step)
+    left.plot(sizes, [r["sr_epoch_s"] for r in results], marker="x", linestyle="--", label="SR epoch (in sr_train)")
+    left.set(xscale="log", yscale="log", xlabel="interactions", ylabel="wall seconds", title="time per step")
+    right.set(xscale="log", xlabel="interactions", ylabel="peak RSS, GiB", title="peak memory per step")
+    left.legend(fontsize="small")
+    right.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["plot"]:
+        plotting = argparse.ArgumentParser(description="draw a chain report's growth curves")
+        plotting.add_argument("report", type=Path)
+        plotting.add_argument("--out", type=Path, required=True)
+        given = plotting.parse_args(sys.argv[2:])
+        plot(json.loads(given.report.read_text()), given.out)
+        return
     args = parser().parse_args()
     report = run_mode(args)
     text = json.dumps(report, indent=2)
