@@ -48,7 +48,7 @@ def _text_fields(cls, prefix=()):
     """(path, annotation) of every field of ``cls`` (sections included) whose values are text."""
     from pydantic import BaseModel
 
-    from llara.config import _is_text
+    from llara.config.loading import _is_text
 
     for name, field in cls.model_fields.items():
         annotation = field.annotation
