@@ -15,7 +15,7 @@ import torch
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.evaluation.ranking import score_candidates
-from llara.llm.model import (
+from llara.llm.export import (
     ADAPTER_DIR,
     ADAPTER_WEIGHTS,
     CONFIG_FILE,
@@ -23,9 +23,9 @@ from llara.llm.model import (
     INFO_DIGEST,
     PROJECTOR_FILE,
     SR_DIR,
-    LlaraModel,
     verify_export,
 )
+from llara.llm.model import LlaraModel
 
 from helpers import move_trainable_weights, run_cli
 
@@ -131,7 +131,7 @@ def test_a_missing_or_an_added_file_is_refused(copy: Path) -> None:
 
 
 def test_a_listed_path_outside_the_export_is_refused(copy: Path) -> None:
-    from llara.llm.model import info_digest
+    from llara.llm.export import info_digest
 
     def escape(info: dict) -> None:
         info[FILES_FIELD]["../outside"] = "0" * 64
@@ -160,7 +160,7 @@ def test_an_export_without_digests_loads_with_a_warning(export: Path, copy: Path
         del info[FILES_FIELD], info[INFO_DIGEST]
 
     edit_info(copy, strip)
-    with caplog.at_level(logging.WARNING, logger="llara.llm.model"):
+    with caplog.at_level(logging.WARNING, logger="llara.llm.export"):
         loaded = LlaraModel.load(copy)
     assert "cannot be verified" in caplog.text
     expected = score_candidates(LlaraModel.load(export), rows).ranking("verdict")

@@ -13,7 +13,9 @@ from llara.llm import prompts
 from llara.config import ModelConfig
 from llara.errors import LlaraError
 from llara.llm.loader import load_base_model
-from llara.llm.model import EMBEDDINGS_FILE, IGNORE_INDEX, LlaraModel
+from llara.llm.export import EMBEDDINGS_FILE
+from llara.llm.model import LlaraModel
+from llara.llm.tokens import IGNORE_INDEX
 
 SR_DIM = 64
 

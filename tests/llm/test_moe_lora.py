@@ -15,7 +15,8 @@ from llara.config import ModelConfig, load_config
 from llara.errors import LlaraError
 from llara.evaluation.generation import generate_token_ids
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
-from llara.llm.model import ADAPTER_DIR, ADAPTER_WEIGHTS, GATE_FILE, LlaraModel
+from llara.llm.export import ADAPTER_DIR, ADAPTER_WEIGHTS, GATE_FILE
+from llara.llm.model import LlaraModel
 from llara.llm.moe_lora import ExpertWeights, load_adapter_state, moe_layers
 
 

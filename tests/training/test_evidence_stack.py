@@ -13,7 +13,9 @@ from llara.errors import LlaraError
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
 from llara.evaluation.rerank import export_backbone
 from llara.llm import prompts
-from llara.llm.model import EVIDENCE_DIR, INTERACTION_SCALE, LlaraModel
+from llara.llm.evidence import INTERACTION_SCALE, placeholder_vectors
+from llara.llm.export import EVIDENCE_DIR
+from llara.llm.model import LlaraModel
 from llara.sr.checkpoint import save_sr
 from llara.sr.registry import build_sr
 from llara.sr.stack import BackboneStack
@@ -66,8 +68,9 @@ def test_answer_tokens_carry_every_backbones_terms(stacked: LlaraModel, rows) ->
     row, item = rows[0], int(rows[0]["candidates"][0])
     history = stacked.histories([row])
     with torch.no_grad():
-        vectors = stacked._behavior_vectors(
-            torch.tensor([stacked.token_ids[prompts.ANSWER_TOKEN]]), torch.tensor([item]), torch.tensor([0]), history
+        vectors = placeholder_vectors(
+            stacked, torch.tensor([stacked.token_ids[prompts.ANSWER_TOKEN]]), torch.tensor([item]), torch.tensor([0]),
+            history,
         )
         state = torch.cat([m.hidden(history) for m in stacked.sr.members], -1)
         rows_ = torch.cat([m.output.weight[item] for m in stacked.sr.members], -1)

@@ -11,7 +11,8 @@ import torch
 from llara.config import ModelConfig, SRConfig
 from llara.errors import LlaraError
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
-from llara.llm.model import PRIOR_SR_DIR, LlaraModel
+from llara.llm.export import PRIOR_SR_DIR
+from llara.llm.model import LlaraModel
 from llara.sr.train import train_sr
 
 from helpers import assert_serving_ranks_like

@@ -118,7 +118,8 @@ def load_export(
     ``verify``: check the export's files against the digests its ``llara.json`` records (``LlaraModel.load``).
     """
     from llara.llm.device import attention_for, resolve_device
-    from llara.llm.model import LlaraModel, export_info
+    from llara.llm.export import export_info
+    from llara.llm.model import LlaraModel
     from llara.llm.precision import export_dtype
 
     target = resolve_device(device)

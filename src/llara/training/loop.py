@@ -47,8 +47,9 @@ from llara.training.negatives import EpochCandidates
 from llara.training.schedules import Schedule
 from llara.errors import LlaraError
 from llara.llm.device import attention_for, to_device
-from llara.llm.model import IGNORE_INDEX, LlaraModel
+from llara.llm.model import LlaraModel
 from llara.llm.precision import Precision, choose_precision
+from llara.llm.tokens import IGNORE_INDEX
 from llara.paths import atomic_file, check_replaceable, output_lock, read_jsonl
 from llara.tensor_files import read_tensors
 from llara.llm.prompts import TEMPLATES, uses_behavior_tokens
@@ -240,7 +241,7 @@ class _Run:
 
     def _check_trained_on_data(self, allow_mismatch: bool) -> None:
         """Refuse SR checkpoints or an ``init_from`` export fitted on other prepared data than ``data_dir``."""
-        from llara.llm.model import export_data_hash
+        from llara.llm.export import export_data_hash
         from llara.sr.checkpoint import fitted_data_hash
 
         if self.tc.sr_checkpoint:

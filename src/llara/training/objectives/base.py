@@ -11,7 +11,7 @@ import torch
 
 from llara.config import TrainConfig
 from llara.llm.device import to_device
-from llara.llm.model import AnswerScores
+from llara.llm.heads import AnswerScores
 from llara.llm.packing import pack_candidates, real_token_count
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from llara.errors import LlaraError
-from llara.llm.model import AnswerScores
+from llara.llm.heads import AnswerScores
 from llara.training.objectives.base import ObjectiveContext, ObjectiveOutput, score_packed, target_sft
 
 
