@@ -48,7 +48,8 @@ def generation_quality(model: Any, rows: list, answers: list[str], constrained: 
     """ValidRatio and HR@1 (with 95% CIs) of free and constrained generation on ``rows``, as evaluation reports them."""
     import pandas as pd
 
-    from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, constrained_answer, match_answer, protocol_metrics
+    from llara.evaluation.evaluate import protocol_metrics
+    from llara.evaluation.predictions import CONSTRAINED_PROTOCOL, constrained_answer, match_answer
     from llara.metrics import summarize
 
     frame = pd.DataFrame.from_records([
@@ -78,7 +79,8 @@ def main() -> None:
     import torch
 
     from llara.data.dataset import PreparedData
-    from llara.evaluation.evaluate import EVALUATION_PROTOCOLS, predict_rows, split_rows
+    from llara.evaluation.evaluate import EVALUATION_PROTOCOLS, split_rows
+    from llara.evaluation.predictions import predict_rows
     from llara.evaluation.generation import generate_answers, generate_token_ids
     from llara.evaluation.inference import load_export, load_zero_shot
     from llara.evaluation.ranking import score_candidates, score_candidates_naive

@@ -21,7 +21,7 @@ from alternating import add_arguments, alternate, objective_step, training_batch
 from llara.config import ModelConfig, TrainConfig
 from llara.data.dataset import PreparedData
 from llara.llm.model import LlaraModel
-from llara.training.loop import rank_score
+from llara.training.setup import rank_score
 
 
 class Arm(NamedTuple):

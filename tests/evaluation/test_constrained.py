@@ -11,7 +11,8 @@ from helpers import run_cli
 from llara.config import EvalConfig, ModelConfig
 from llara.errors import LlaraError
 from llara.evaluation.constrained import AnswerConstraint, build_trie, named_candidate
-from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, evaluate_model, split_rows
+from llara.evaluation.evaluate import evaluate_model, split_rows
+from llara.evaluation.predictions import CONSTRAINED_PROTOCOL
 from llara.evaluation.generation import decode_greedy, generate_token_ids
 from llara.evaluation.inference import prefill
 from llara.llm.model import LlaraModel

@@ -20,12 +20,12 @@ from llara.evaluation.evaluate import (
     evaluate_checkpoint,
     evaluate_model,
     merge_records,
-    predict_rows,
     protocol_metrics,
     shard,
     split_rows,
 )
 from llara.evaluation.generation import generate_answers, generate_token_ids, is_stop_token, stop_token_ids, token_budgets
+from llara.evaluation.predictions import predict_rows
 from llara.llm.model import LlaraModel
 from llara.evaluation.ranking import score_candidates, score_candidates_naive
 
@@ -239,7 +239,7 @@ def test_rank_metrics_follow_the_columns_a_model_ranks_by() -> None:
 def test_length_sorted_batches_and_a_shared_prompt_pass_keep_every_result(tiny_llama, tiny_data, varied_rows) -> None:
     """predict_rows (rows batched by prompt length, one prompt pass for both decodings) against each
     protocol run on its own over the rows in their order."""
-    from llara.evaluation.evaluate import CONSTRAINED_PROTOCOL, predict_rows
+    from llara.evaluation.predictions import CONSTRAINED_PROTOCOL, predict_rows
     from llara.evaluation.inference import prompt_lengths
 
     model = build_model(tiny_llama, tiny_data, "hybrid")
@@ -260,7 +260,7 @@ def test_length_sorted_batches_and_a_shared_prompt_pass_keep_every_result(tiny_l
 def test_evaluation_shows_a_progress_bar_on_a_terminal_only(tiny_llama, tiny_data, monkeypatch) -> None:
     import io
 
-    from llara.evaluation.evaluate import predict_rows
+    from llara.evaluation.predictions import predict_rows
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -52,7 +52,7 @@ def test_flash_attention_is_refused_where_it_cannot_run(monkeypatch) -> None:
 
 def test_training_gets_sdpa_for_ranking_objectives_and_flash_for_sft_on_cuda(monkeypatch) -> None:
     from llara.config import ExperimentConfig
-    from llara.training.loop import training_attention
+    from llara.training.setup import training_attention
 
     monkeypatch.setattr(device_module, "flash_attention_installed", lambda: True)
     sft = ExperimentConfig()

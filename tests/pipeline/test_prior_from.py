@@ -12,17 +12,10 @@ from rich.console import Console
 
 from llara.config import DataConfig, RunConfig, SRConfig, TrainConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import (
-    PLACED_TRAIN_FIELDS,
-    _Pipeline,
-    describe,
-    needs_sr,
-    pick_best,
-    prior_candidates,
-    select_variants,
-    validation_hr1,
-)
+from llara.pipeline.run import PLACED_TRAIN_FIELDS, _Pipeline
+from llara.pipeline.sr_pick import pick_best, validation_hr1
 from llara.pipeline.stages import StageResult, StageStore
+from llara.pipeline.variants import describe, needs_sr, prior_candidates, select_variants
 from llara.training.outputs import non_model_fields
 
 PRIOR = "model: {sr_prior: true}"

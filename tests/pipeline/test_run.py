@@ -14,8 +14,8 @@ from rich.console import Console
 
 from llara.config import RunConfig, SRConfig, VariantConfig, load_config
 from llara.errors import LlaraError
-from llara.pipeline.run import describe, needs_sr, select_variants, sr_stage_names
 from llara.pipeline.stages import StageStore, path_fingerprint, stage_key
+from llara.pipeline.variants import describe, needs_sr, select_variants, sr_stage_names
 
 
 def _store(root: Path, force: tuple[str, ...] = ()) -> StageStore:

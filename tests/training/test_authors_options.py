@@ -179,7 +179,7 @@ def test_the_training_rows_see_fresh_candidates_each_epoch(tiny_data, tiny_llama
 
 
 def test_a_run_started_before_these_options_existed_still_resumes() -> None:
-    from llara.training.loop import _changed_keys
+    from llara.training.resume import _changed_keys
 
     new = {"model": {"prompt_mode": "hybrid", "templates": "single"}, "train": {"lr": 1e-3, "candidate_draw": "frozen"}}
     old = {"model": {"prompt_mode": "hybrid"}, "train": {"lr": 1e-3}}

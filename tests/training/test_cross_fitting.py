@@ -11,7 +11,8 @@ import pytest
 from llara.config import SRConfig, load_config
 from llara.data.holdout import held_out_rows, last_rows
 from llara.errors import LlaraError
-from llara.training.loop import sr_unseen_rows, train
+from llara.training.loop import train
+from llara.training.rows import sr_unseen_rows
 
 
 def test_held_out_rows_take_whole_users_by_share_and_seed() -> None:

@@ -13,7 +13,7 @@ from llara.config import ModelConfig
 from llara.evaluation.ranking import ranking_scores, score_candidates
 from llara.llm.model import LlaraModel
 from llara.llm.packing import pack_candidates
-from llara.training.loop import build_optimizer
+from llara.training.setup import build_optimizer
 
 
 @pytest.fixture(scope="module")

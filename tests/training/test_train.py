@@ -15,7 +15,8 @@ from llara.training.batching import accumulation_steps, epoch_micro_batches, pro
 from llara.config import ExperimentConfig, ModelConfig, load_config
 from llara.errors import LlaraError
 from llara.llm.model import LlaraModel
-from llara.training.loop import build_optimizer, train, warmup_cosine
+from llara.training.loop import train
+from llara.training.setup import build_optimizer, warmup_cosine
 
 
 def make_config(tiny_data, tiny_llama: Path, sr_checkpoint: Path, out: Path, *extra: str) -> ExperimentConfig:

@@ -23,7 +23,8 @@ from llara.config import DataConfig, load_config
 from llara.data.prepare import prepare_dataset
 from llara.errors import LlaraError
 from llara.training import checkpointing
-from llara.training.loop import _truncate_metrics, train
+from llara.training.loop import train
+from llara.training.metrics_log import _truncate_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 

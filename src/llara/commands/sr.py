@@ -134,7 +134,8 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace --out even if it is not a metrics file llara wrote."),
 ) -> None:
     """Rank each row's frozen candidates; print HR@1, HR@5, NDCG@5, NDCG@10 and MRR with 95% CIs."""
-    from llara.evaluation.evaluate import METRICS_FILE, evaluate_sr_checkpoint, is_metrics_file, write_metrics
+    from llara.evaluation.evaluate import evaluate_sr_checkpoint
+    from llara.evaluation.outputs import METRICS_FILE, is_metrics_file, write_metrics
     from llara.metrics import HEADLINE
     from llara.paths import check_creatable, check_file_replaceable
 

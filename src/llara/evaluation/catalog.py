@@ -26,14 +26,9 @@ from llara.config import BLEND_GRID, EvalConfig
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
 from llara.evaluation.blend import blend, target_position
-from llara.evaluation.evaluate import (
-    Record,
-    base_record,
-    evaluation_result,
-    merge_records,
-    split_rows,
-    write_outputs,
-)
+from llara.evaluation.evaluate import merge_records, split_rows
+from llara.evaluation.outputs import evaluation_result, write_outputs
+from llara.evaluation.predictions import Record, base_record
 from llara.evaluation.rerank import Reranked, rerank
 from llara.metrics import ranking_metrics, summarize
 from llara.sr.base import SequentialRecommender

@@ -20,8 +20,8 @@ A MoE-LoRA model (``model.adapter: moe-lora``) also records each row's gate weig
 and, in ``metrics.json``, their summary under ``gate`` (``llara.metrics.gate_diagnostics``: mean weight
 per expert and its entropy), so a collapsed gate is visible.
 
-Rows are batched in order of prompt length (less padding; a row's result does not depend on its batch) and
-a progress bar shows rows/s and the time left on a terminal.
+Per-row predictions (batched by prompt length, with a progress bar) come from ``llara.evaluation.predictions``;
+the output files and their safety checks from ``llara.evaluation.outputs``.
 
 Under ``accelerate launch`` with several processes every process scores its share of the rows (row i
 goes to process i mod n) and the per-row predictions are gathered, so each row is counted once.
@@ -29,9 +29,8 @@ goes to process i mod n) and the per-row predictions are gathered, so each row i
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
 
@@ -41,15 +40,14 @@ import pandas as pd
 from llara.config import Protocol
 from llara.data.dataset import PreparedData
 from llara.errors import LlaraError
+from llara.evaluation.outputs import check_output_folder, evaluation_result, write_outputs
+from llara.evaluation.predictions import CONSTRAINED_PROTOCOL, Record, base_record, predict_rows
 from llara.llm.prompts import TEMPLATES
-from llara.metrics import gate_diagnostics, ranking_metrics, summarize, target_ranks
-from llara.paths import atomic_file, check_creatable
+from llara.metrics import gate_diagnostics, ranking_metrics, summarize
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 #: seed of the template numbers drawn for evaluation rows (``eval.template: drawn``)
 TEMPLATE_SEED = 20240714
-#: constrained generation, reported beside the published ``generate`` protocol (``eval.constrained``)
-CONSTRAINED_PROTOCOL = "generate-constrained"
 #: every protocol an evaluation can report, in report order
 EVALUATION_PROTOCOLS: tuple[str, ...] = ("generate", CONSTRAINED_PROTOCOL, "rank")
 #: generation protocols -> (metric prefix, column of the predicted candidate) pairs
@@ -57,12 +55,9 @@ GENERATION_PREDICTIONS = {
     "generate": (("", "pred"), ("strict_", "strict_pred")),
     CONSTRAINED_PROTOCOL: (("", "constrained_pred"),),
 }
-PREDICTIONS_FILE = "predictions.parquet"
-METRICS_FILE = "metrics.json"
 #: rank columns of a predictions table: the model's own ranking score, then the other score if present
 RANK_PREFIXES = ("", "len_norm_", "sum_")
 RANK_METRICS = ("hr@1", "hr@3", "hr@5", "ndcg@3", "ndcg@5", "ndcg@10", "mrr")
-Record = dict[str, Any]
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +93,8 @@ def evaluate_checkpoint(
     where the device does not compute bf16 natively; a zero-shot model in bfloat16 where it does, else float32;
     ``llara.llm.precision``).
     Returns what :func:`evaluate_model` returns (also written to ``out_dir`` when given). Before anything
-    is evaluated, ``out_dir`` is checked (:func:`check_output_folder`; ``force`` replaces files llara did
-    not write).
+    is evaluated, ``out_dir`` is checked (:func:`llara.evaluation.outputs.check_output_folder`; ``force``
+    replaces files llara did not write).
     """
     from llara.evaluation.inference import load_export, load_zero_shot
 
@@ -293,101 +288,6 @@ def merge_records(records: Sequence[Record]) -> pd.DataFrame:
     return frame
 
 
-def predict_rows(
-    model: Any, rows: Sequence[Record], protocols: Sequence[str], batch_size: int, progress: bool = False
-) -> list[Record]:
-    """Per-row predictions of ``protocols`` (answers and matches; candidate scores and target ranks), in
-    the order of ``rows``.
-
-    Batches hold rows of similar prompt length (less padding); ``progress`` shows a bar with rows/s and the
-    time left (only on a terminal).
-    """
-    from tqdm.auto import tqdm
-
-    from llara.evaluation.inference import prompt_lengths
-
-    lengths = prompt_lengths(model, rows)
-    by_length = sorted(range(len(rows)), key=lengths.__getitem__)
-    records: list[Record] = [{} for _ in rows]
-    with tqdm(total=len(rows), desc="evaluate", unit="row", disable=None if progress else True) as bar:
-        for start in range(0, len(by_length), batch_size):
-            positions = by_length[start : start + batch_size]
-            batch = predict_batch(model, [rows[i] for i in positions], protocols)
-            for i, record in zip(positions, batch, strict=True):
-                records[i] = record
-            bar.update(len(positions))
-    return records
-
-
-def predict_batch(model: Any, rows: Sequence[Record], protocols: Sequence[str]) -> list[Record]:
-    """Predictions of ``protocols`` for the rows of one batch."""
-    from llara.evaluation.generation import answer_string, decode_greedy
-    from llara.evaluation.inference import prefill
-    from llara.evaluation.ranking import score_candidates
-
-    records = [base_record(row) for row in rows]
-    if getattr(model, "gate", None) is not None:
-        for record, weights in zip(records, row_gate_weights(model, rows, len(rows)), strict=True):
-            record["gate"] = weights
-    if "generate" in protocols:  # one prompt pass for both decodings
-        prefix = prefill(model, rows)
-        for record, tokens in zip(records, decode_greedy(model, rows, prefix), strict=True):
-            record.update(match_answer(model, record["candidates"], answer_string(model, tokens)))
-        if CONSTRAINED_PROTOCOL in protocols:
-            for record, tokens in zip(records, decode_greedy(model, rows, prefix, constrained=True), strict=True):
-                record.update(constrained_answer(model, record["candidates"], tokens))
-    if "rank" in protocols:
-        scores = score_candidates(model, rows, len(rows))
-        own = getattr(model, "rank_score", "total")
-        other = ("sum_", scores.total) if own == "mean" else ("len_norm_", scores.mean)
-        for name, per_row in (("", scores.ranking(own)), other):
-            ranks = _ranks(per_row, records)
-            for record, values, rank in zip(records, per_row, ranks, strict=True):
-                record[f"{name}scores"] = values.tolist()
-                record[f"{name}rank"] = int(rank)
-                record[f"{name}top"] = record["candidates"][int(np.argmax(values))]
-    return records
-
-
-def row_gate_weights(model: Any, rows: Sequence[Record], batch_size: int) -> list[list[float]]:
-    """A MoE-LoRA model's expert weights for each row (what every adapted layer mixes its experts with)."""
-    import torch
-
-    weights: list[list[float]] = []
-    with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            weights.extend(model.gate_weights(model.histories(chunk)).cpu().tolist())
-    return weights
-
-
-def match_answer(model: Any, candidates: Sequence[int], answer: str) -> Record:
-    """The candidate an answer names under each rule (-1 when invalid), with the answer itself."""
-    from llara.evaluation.matching import match_strict, match_substring
-    from llara.llm.prompts import item_name
-
-    names = [item_name(c, model.titles, model.prompt_mode) for c in candidates]
-    substring, strict = match_substring(answer, names), match_strict(answer, names)
-    return {
-        "answer": answer,
-        "pred": -1 if substring is None else candidates[substring],
-        "strict_pred": -1 if strict is None else candidates[strict],
-    }
-
-
-def constrained_answer(model: Any, candidates: Sequence[int], tokens: Sequence[int]) -> Record:
-    """The candidate whose answer tokens a constrained decoding produced (-1 when several share them)."""
-    from llara.evaluation.constrained import named_candidate
-    from llara.evaluation.generation import answer_string
-    from llara.llm.packing import answer_ids
-
-    position = named_candidate(answer_ids(model, candidates), tokens)
-    return {
-        "constrained_answer": answer_string(model, tokens),
-        "constrained_pred": -1 if position is None else candidates[position],
-    }
-
-
 def prediction_column(protocol: str) -> str:
     """The predictions-table column that holds a protocol's outcome: ``rank`` or the predicted candidate."""
     return "rank" if protocol == "rank" else GENERATION_PREDICTIONS[protocol][0][1]
@@ -421,100 +321,6 @@ def rank_metrics(ranks: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
     if not prefix:
         out = {"valid_ratio": np.ones(len(ranks)), **out}
     return out
-
-
-def check_output_folder(out_dir: str | Path, force: bool = False, override: str | None = "--force") -> None:
-    """Refuse an ``out_dir`` that :func:`write_outputs` must not write into: one that is a file (or lies
-    below one), or that holds a ``predictions.parquet`` or ``metrics.json`` llara did not write
-    (:func:`is_predictions_file`, :func:`is_metrics_file`) unless ``force``. Other files there are never
-    touched. ``override`` names the option that sets ``force`` (None: the caller has none).
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LlaraError(
-            f"{out_dir} exists and is not a folder; --out names a folder for {PREDICTIONS_FILE} and {METRICS_FILE}"
-        )
-    check_creatable(out_dir)
-    for name, is_ours in ((PREDICTIONS_FILE, is_predictions_file), (METRICS_FILE, is_metrics_file)):
-        path = out_dir / name
-        if path.is_dir():
-            raise LlaraError(f"{path} is a folder, where the evaluation writes its {name}; choose another --out folder")
-        if force or not (path.exists() or path.is_symlink()) or (path.is_file() and is_ours(path)):
-            continue
-        way_out = f", or pass {override} to replace it" if override else ""
-        raise LlaraError(
-            f"{path} exists and was not written by a llara evaluation; choose another --out folder{way_out}"
-        )
-
-
-def is_metrics_file(path: str | Path) -> bool:
-    """Whether ``path`` is a ``metrics.json`` an evaluation wrote (:func:`evaluation_result`'s keys)."""
-    path = Path(path)
-    try:
-        if path.stat().st_size > 16 * 2**20:  # ours are a few kB; do not read a large foreign file
-            return False
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(record, dict) and {"model", "split", "rows", "metrics"} <= record.keys() and isinstance(
-        record["metrics"], dict
-    )
-
-
-def is_predictions_file(path: str | Path) -> bool:
-    """Whether ``path`` is a ``predictions.parquet`` an evaluation wrote (it has :func:`base_record`'s columns)."""
-    import pyarrow.parquet as pq
-
-    try:
-        names = set(pq.read_schema(path).names)
-    except Exception:  # not Parquet, unreadable: not ours
-        return False
-    return {"row", "user", "target", "history", "candidates"} <= names
-
-
-def write_outputs(out_dir: str | Path, frame: pd.DataFrame, result: Mapping[str, Any]) -> None:
-    """``predictions.parquet`` and ``metrics.json`` in ``out_dir``, each written atomically."""
-    out_dir = Path(out_dir)
-    with atomic_file(out_dir / PREDICTIONS_FILE, "wb") as handle:
-        frame.to_parquet(handle, index=False)
-    write_metrics(out_dir / METRICS_FILE, result)
-
-
-def write_metrics(path: str | Path, result: Mapping[str, Any]) -> None:
-    """An evaluation result (what :func:`evaluate_model` returns) as indented JSON, written atomically."""
-    with atomic_file(path) as handle:
-        json.dump(result, handle, indent=2)
-        handle.write("\n")
-
-
-def _ranks(scores: Sequence[np.ndarray], records: Sequence[Record]) -> np.ndarray:
-    positions = np.array([r["candidates"].index(r["target"]) for r in records])
-    width = max(len(s) for s in scores)
-    padded = np.full((len(scores), width), -np.inf)  # rows with fewer candidates: padding ranks last
-    for i, values in enumerate(scores):
-        padded[i, : len(values)] = values
-    return target_ranks(padded, positions)
-
-
-def base_record(row: Mapping[str, Any]) -> Record:
-    """The columns every predictions table starts with: row, user, target, history, candidates (and the
-    prompt's template number when it was drawn)."""
-    keys = ("row", "user", "target", "history", "candidates", "template")
-    return {key: row[key] for key in keys if key in row}
-
-
-def evaluation_result(
-    model: Mapping[str, Any], data: PreparedData, split: str, frame: pd.DataFrame, metrics: Mapping[str, Any]
-) -> dict[str, Any]:
-    """What ``metrics.json`` holds: the model, the data and its hash, the split, the row count, the metrics."""
-    return {
-        "model": dict(model),
-        "data": str(data.root),
-        "data_content_hash": data.manifest.get("content_hash"),
-        "split": split,
-        "rows": len(frame),
-        "metrics": dict(metrics),
-    }
 
 
 def _need_data(data_dir: str | Path | None, what: str) -> str | Path:

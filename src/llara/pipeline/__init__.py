@@ -1,6 +1,7 @@
 """``llara run``: the one-command pipeline over variants, its stage store, report and plots.
 
-Lives here: ``run`` (variants -> hash-keyed stages -> report), ``stages`` (reuse by content hash),
+Lives here: ``run`` (variants -> hash-keyed stages -> report), ``variants`` (which variants and stages a run
+plans), ``sr_pick`` (an SR backbone picked by validation HR@1), ``stages`` (reuse by content hash),
 ``results`` (the row and log types that report and plots share), ``report`` (report.md), ``plots``
 (PNG figures), ``environment`` (package versions and device).
 

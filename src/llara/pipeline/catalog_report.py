@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from llara.evaluation.catalog import catalog_metrics
-from llara.evaluation.evaluate import PREDICTIONS_FILE
+from llara.evaluation.outputs import PREDICTIONS_FILE
 from llara.metrics import paired_comparison
 from llara.pipeline.results import RunIndex, VariantEntry, format_summary, read_json
 

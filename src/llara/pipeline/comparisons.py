@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llara.evaluation.evaluate import PREDICTIONS_FILE
+from llara.evaluation.outputs import PREDICTIONS_FILE
 from llara.metrics import paired_comparison
 from llara.pipeline.results import ResultRow, RunIndex, VariantEntry, variant_groups
 from llara.pipeline.seeds import mean_over_seeds

@@ -17,6 +17,8 @@ the SR backbone of an sr variant ``sr-<model>-seed<s>``) and one run-index entry
 ``prior_from: best`` (a llara variant's SR prior) and ``reference: best-sr`` pick the sr variant whose backbone
 (its first seed's, when it has seeds) has the highest validation HR@1 (``training.val_hr@1`` of its
 checkpoint's config.json; ties: the earlier variant); the picks are printed and recorded in the run index.
+Which variants and stages a run plans lives in :mod:`llara.pipeline.variants`, the pick in
+:mod:`llara.pipeline.sr_pick`.
 
 Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.md`` and ``plots/``.
 """
@@ -24,7 +26,6 @@ Then ``run.json`` (the index), ``config.yaml``, ``environment.json``, ``report.m
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -42,9 +43,9 @@ from llara.config import (
     VariantConfig,
     dump_config,
 )
-from llara.errors import LlaraError
 from llara.pipeline.environment import environment_info
-from llara.evaluation.evaluate import METRICS_FILE, evaluate_checkpoint, with_constrained
+from llara.evaluation.evaluate import evaluate_checkpoint, with_constrained
+from llara.evaluation.outputs import METRICS_FILE
 from llara.paths import atomic_file, check_replaceable, output_lock
 from llara.llm.prompts import uses_behavior_tokens
 from llara.pipeline.comparisons import SR_PROTOCOL
@@ -58,32 +59,25 @@ from llara.pipeline.results import (
     VariantEntry,
     write_index,
 )
-from llara.pipeline.stages import Builder, StageResult, StageStore, config_spec, path_fingerprint, stage_key
+from llara.pipeline.sr_pick import SRPick, pick_best, validation_hr1
+from llara.pipeline.stages import Builder, StageResult, StageStore, config_spec, path_fingerprint
+from llara.pipeline.variants import (
+    describe,
+    needs_sr,
+    prior_candidates,
+    ranks_catalog,
+    seed_suffix,
+    select_variants,
+    sr_json,
+    sr_stage_names,
+    stage_names,
+)
 from llara.training.outputs import EXPORT_DIR, TRAIN_LOG, non_model_fields
 
 #: train-section fields the runner fills with its own stages' folders (their ids key the stage instead)
 PLACED_TRAIN_FIELDS = frozenset({"data_dir", "sr_checkpoint", "evidence_checkpoints", "prior_checkpoint"})
 #: eval-section fields only the catalog-wide evaluation reads (they do not key the frozen evaluation)
 CATALOG_FIELDS = frozenset({"candidates", "retrieve", "blend", "blend_grid", "blend_rows"})
-
-
-@dataclass(frozen=True)
-class SRPick:
-    """The sr variant whose backbone a variant reads (``prior_from``) or the run compares with (``best-sr``):
-    its name, its backbone's stage, that backbone's validation HR@1 (None when its checkpoint records none)
-    and, when picked as the best, every candidate's figure."""
-
-    name: str
-    stage: StageResult
-    val_hr1: float | None
-    candidates: dict[str, float | None] | None = None
-
-    def record(self) -> dict[str, Any]:
-        """What the run index keeps of the pick."""
-        picked: dict[str, Any] = {"variant": self.name, "val_hr@1": self.val_hr1}
-        if self.candidates is not None:
-            picked["candidates"] = self.candidates
-        return picked
 
 
 @dataclass(frozen=True)
@@ -141,154 +135,11 @@ def run_pipeline(
         return RunOutcome(run_dir, report, rows, pipeline.results)
 
 
-def select_variants(
-    planned: list[tuple[VariantConfig, ExperimentConfig]], only: Collection[str], reference: str
-) -> list[tuple[VariantConfig, ExperimentConfig]]:
-    """The variants matching a pattern of ``only`` (all if it is empty), with their ``after`` chains and
-    the reference (every sr variant when the reference is ``best-sr``, still to be picked among them), in the
-    config's order; a pattern matching no variant is an error."""
-    if not only:
-        return planned
-    by_name = {variant.name: variant for variant, _ in planned}
-    unmatched = [pattern for pattern in only if not fnmatch.filter(by_name, pattern)]
-    if unmatched:
-        raise LlaraError(f"--only {', '.join(unmatched)}: no such variant (variants: {', '.join(by_name)})")
-    keep = {name for name in by_name if any(fnmatch.fnmatchcase(name, pattern) for pattern in only)}
-    if reference == BEST_SR_REFERENCE:
-        keep |= {name for name, variant in by_name.items() if variant.kind == "sr"}
-    else:
-        keep.add(reference)
-    pending = list(keep)
-    while pending:
-        after = by_name[pending.pop()].after
-        if after is not None and after not in keep:
-            keep.add(after)
-            pending.append(after)
-    return [(variant, resolved) for variant, resolved in planned if variant.name in keep]
-
 
 def is_run_folder(path: Path) -> bool:
     """Whether ``path`` holds what ``llara run`` writes (its stages or its index)."""
     return (path / "stages").is_dir() or (path / RUN_INDEX).is_file()
 
-
-def needs_sr(variant: VariantConfig, config: ExperimentConfig) -> bool:
-    """Whether a variant reads a trained SR backbone of its own (SR baselines, behavioral, user or answer tokens,
-    MoE-LoRA gates, the SR prior unless ``prior_from`` names the backbone it reads)."""
-    if variant.kind == "sr":
-        return True
-    own_prior = config.model.sr_prior and variant.prior_from is None
-    evidence = (config.model.user_token or config.model.answer_token != "none" or config.model.adapter == "moe-lora"
-                or own_prior)
-    return variant.kind == "llara" and (uses_behavior_tokens(config.model.prompt_mode) or evidence)
-
-
-def prior_candidates(variant: VariantConfig, config: ExperimentConfig, backbones: dict[str, SRConfig]) -> list[str]:
-    """The sr variants whose backbones a variant's ``prior_from`` needs trained: the one it names, every one
-    for ``best``, none without it."""
-    source = variant.prior_source(config)
-    if source is None:
-        return []
-    return list(backbones) if source == BEST_PRIOR else [source]
-
-
-def validation_hr1(checkpoint: Path) -> float | None:
-    """An SR checkpoint's validation HR@1 (``training.val_hr@1`` of its config.json); None when it records
-    none (an imported checkpoint)."""
-    from llara.sr.checkpoint import read_sr_config
-
-    training = read_sr_config(checkpoint).get("training")
-    figure = training.get("val_hr@1") if isinstance(training, dict) else None
-    return float(figure) if isinstance(figure, (int, float)) else None
-
-
-def pick_best(figures: dict[str, float | None], what: str) -> str:
-    """The name with the highest validation HR@1 in ``figures`` (in config order; ties: the earlier one);
-    names without a figure are not eligible, and an error names ``what`` asked when none is."""
-    eligible = {name: figure for name, figure in figures.items() if figure is not None}
-    if not eligible:
-        raise LlaraError(
-            f"{what} picks the sr variant with the highest validation HR@1, and none of "
-            f"{', '.join(figures)} records one (training.val_hr@1 in its checkpoint's config.json; imported "
-            "checkpoints lack it): name the variant instead"
-        )
-    return max(eligible, key=lambda name: eligible[name])  # max keeps the first of equal figures
-
-
-def sr_json(config: SRConfig) -> str:
-    """Canonical JSON of an SR config (equal configs share one stage)."""
-    return json.dumps(config_spec(config), sort_keys=True)
-
-
-def sr_stage_names(configs: list[SRConfig]) -> dict[str, str]:
-    """Stage name per distinct SR config: ``sr-<model>`` (``sr-<model>-holdout<share>`` for a backbone that
-    holds users out); when one such base has several configs, ``<base>-seed<s>`` if they differ only in the
-    seed, else ``<base>-<hash>``."""
-    distinct = {sr_json(c): c for c in configs}
-    per_base: dict[str, list[SRConfig]] = {}
-    for c in distinct.values():
-        per_base.setdefault(_sr_base_name(c), []).append(c)
-    names = {}
-    for key, c in distinct.items():
-        base = _sr_base_name(c)
-        siblings = per_base[base]
-        if len(siblings) == 1:
-            names[key] = base
-        elif len({sr_json(s.model_copy(update={"seed": 0})) for s in siblings}) == 1:
-            names[key] = f"{base}-seed{c.seed}"
-        else:
-            names[key] = f"{base}-{stage_key(json.loads(key))[:8]}"
-    return names
-
-
-def _sr_base_name(config: SRConfig) -> str:
-    holdout = f"-holdout{config.holdout_users:g}" if config.holdout_users else ""
-    return f"sr-{config.model}{holdout}"
-
-
-def seed_suffix(seed: int | None) -> str:
-    """The stage-name suffix of one seed of a variant (``-seed<s>``; none without seeds)."""
-    return "" if seed is None else f"-seed{seed}"
-
-
-def stage_names(planned: list[tuple[VariantConfig, ExperimentConfig]], sr_names: dict[str, str]) -> list[str]:
-    """Every stage a run has, in order: data, SR backbones, then each variant's (and seed's) training,
-    evaluation on the frozen candidates and catalog-wide evaluation."""
-    runs = [(variant, config, f"{variant.name}{seed_suffix(seed)}")
-            for variant, config in planned for seed, _ in variant.seeded(config)]
-    trained = [f"train-{run}" for variant, _, run in runs if variant.kind == "llara"]
-    evaluated = [f"eval-{run}" for _, config, run in runs if "frozen" in config.eval.candidates]
-    catalog = [f"catalog-{run}" for variant, config, run in runs if ranks_catalog(variant, config)]
-    return ["data", *sr_names.values(), *trained, *evaluated, *catalog]
-
-
-def ranks_catalog(variant: VariantConfig, config: ExperimentConfig) -> bool:
-    """Whether a variant gets a catalog-wide evaluation: asked for, and it has an SR backbone to retrieve with."""
-    return "retrieved" in config.eval.candidates and variant.kind != "zero-shot" and needs_sr(variant, config)
-
-
-def describe(variant: VariantConfig, config: ExperimentConfig, prior: str | None = None) -> str:
-    """One line saying what a variant is (for the report); ``prior``: the sr variant ``prior_from`` resolved to."""
-    if variant.kind == "sr":
-        return f"SR baseline {config.sr.model}"
-    if variant.kind == "zero-shot":
-        return f"zero-shot {config.model.base_model}, text prompts"
-    backbone = f", SR {config.sr.model}" if needs_sr(variant, config) else ""
-    evidence = ", user token" if config.model.user_token else ""
-    if config.model.answer_token != "none":
-        evidence += f", {config.model.answer_token} answer tokens"
-    if variant.evidence_from:
-        evidence += f" (also from {', '.join(variant.evidence_from)})"
-    source = variant.prior_source(config)
-    if source:
-        picked = " (best validation HR@1)" if source == BEST_PRIOR and prior else ""
-        evidence += f", SR prior from {prior or source}{picked}"
-    start = f", from {variant.after}" if variant.after else ""
-    adapter = f"MoE-LoRA ({config.model.experts} experts)" if config.model.adapter == "moe-lora" else "LoRA"
-    return (
-        f"{adapter} on {config.model.base_model}, {config.model.prompt_mode} prompts{evidence}, "
-        f"{config.train.objective}, {config.train.schedule}{start}{backbone}"
-    )
 
 
 class _Pipeline:

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from llara.errors import LlaraError
-from llara.evaluation.evaluate import PREDICTIONS_FILE, prediction_column, protocol_metrics
+from llara.evaluation.evaluate import prediction_column, protocol_metrics
+from llara.evaluation.outputs import PREDICTIONS_FILE
 from llara.metrics import summarize
 
 
