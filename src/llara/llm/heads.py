@@ -71,6 +71,16 @@ def answer_loss(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> 
     return -_logp_at(head, hidden, rows, positions, targets[rows, positions]).mean()
 
 
+def packed_hidden(
+    decoder: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> torch.Tensor:
+    """The decoder's hidden states ``[B, T, d]`` of a packed batch; its 0/1 block ``attention_mask``
+    (``llara.llm.packing``) becomes an additive float mask."""
+    mask = torch.zeros(attention_mask.shape, dtype=embeds.dtype, device=embeds.device)
+    mask = mask.masked_fill(~attention_mask.bool(), torch.finfo(embeds.dtype).min)
+    return decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
+
+
 def packed_scores(
     model: Any,
     hidden: torch.Tensor,

@@ -7,8 +7,9 @@ interaction vector for answer tokens (each kind through its own projector).
 
 The model composes the pieces of its neighbours: the evidence it reads and its projectors
 (:mod:`llara.llm.evidence`), its adapter (:mod:`llara.llm.adapter`), placeholder tokens and padding
-(:mod:`llara.llm.tokens`), its scoring heads and the SR prior (:mod:`llara.llm.heads`) and its export folder
-(:mod:`llara.llm.export`, which describes the folder's files).
+(:mod:`llara.llm.tokens`), its scoring heads and the SR prior (:mod:`llara.llm.heads`), how a fresh one is
+assembled (:mod:`llara.llm.assembly`) and its export folder (:mod:`llara.llm.export`, which describes the
+folder's files).
 """
 
 from __future__ import annotations
@@ -24,12 +25,10 @@ from torch import nn
 
 from llara.config import ModelConfig
 from llara.errors import LlaraError
-from llara.llm import adapter, evidence, export, heads, prompts, tokens
-from llara.llm.device import resolve_device
+from llara.llm import adapter, assembly, evidence, export, heads, prompts, tokens
 from llara.llm.evidence import Projector
 from llara.llm.heads import AnswerLoss, AnswerScores
 from llara.llm.moe_lora import Gate, shared_mixture
-from llara.llm.precision import resolve_dtype
 from llara.llm.prior import SRPrior
 
 
@@ -87,40 +86,16 @@ class LlaraModel(nn.Module):
         item_embeddings: torch.Tensor | None = None, attention: str | None = None,
         evidence_checkpoints: Sequence[str | Path] = (), prior_checkpoint: str | Path | None = None,
     ) -> LlaraModel:
-        """A fresh model for prepared ``data``: base LLM, placeholders, LoRA (when ``lora``), projector.
-
-        The SR item embeddings come from ``sr_checkpoint`` (``llara.sr.checkpoint.load_sr``) or directly
-        from ``item_embeddings``; they are required when ``model_config.prompt_mode`` uses behavioral
-        tokens and must have one row per item of ``data``. ``attention`` is the attention kernel
-        (``llara.llm.device.choose_attention``). ``evidence_checkpoints`` are further SR backbones whose
-        state and output rows user tokens, interaction answer tokens and gates read beside the primary one's
-        (:class:`~llara.sr.stack.BackboneStack`). ``prior_checkpoint`` is the SR checkpoint whose scores
-        ``model.sr_prior`` adds (default: ``sr_checkpoint``'s). Whatever ``model_config.dtype`` the frozen base has, the
-        trainable weights (LoRA, projectors) are float32: the optimizer's master weights.
+        """A fresh model for prepared ``data``: base LLM, placeholders, LoRA (when ``lora``), projectors
+        (:func:`llara.llm.assembly.fresh_parts`). Item embeddings come from ``sr_checkpoint`` or
+        ``item_embeddings`` (behavioral prompts need them, one row per item); ``evidence_checkpoints`` are further
+        backbones that user and interaction tokens and gates read; ``prior_checkpoint`` is what ``model.sr_prior``
+        adds (default: ``sr_checkpoint``'s). Trainable weights are float32 whatever the base's dtype.
         """
-        from llara.llm.loader import load_base_model
-
-        mode = prompts.check_mode(model_config.prompt_mode)
-        domain = model_config.domain or data.domain
-        moe = lora and model_config.adapter == "moe-lora"
-        sources = evidence.load_sources(
-            model_config, mode, data.num_items, sr_checkpoint, item_embeddings, evidence_checkpoints,
-            prior_checkpoint, moe,
+        parts = assembly.fresh_parts(
+            model_config, data, sr_checkpoint, lora, item_embeddings, attention, evidence_checkpoints, prior_checkpoint
         )
-        dtype = resolve_dtype(model_config.dtype, resolve_device())  # llara.json records what was loaded
-        llm, tokenizer = load_base_model(model_config.base_model, dtype, model_config.load_in_bits, attention)
-        tokens.add_placeholder_tokens(tokenizer, model_config.text_placeholder)
-        tokens.resize_for_placeholders(llm, tokenizer)
-        llm = adapter.attach_adapter(llm, model_config, lora, moe)
-        gate = Gate(sources.sr.hidden_size(), model_config.experts) if moe else None
-        projectors = evidence.new_projectors(model_config, sources.item_embeddings, sources.sr, llm)
-        info = export.new_info(
-            model_config, data, dtype, mode, domain, lora, sr_checkpoint, evidence_checkpoints, prior_checkpoint
-        )
-        model = cls(
-            llm, tokenizer, sources.item_embeddings, data.titles, mode, domain, info, sr=sources.sr, gate=gate,
-            sr_prior=SRPrior() if model_config.sr_prior else None, prior_source=sources.prior_source, **projectors,
-        )
+        model = cls(**parts)
         return model.float_trainable() if lora else model  # without LoRA nothing of the base is trained
 
     @classmethod
@@ -203,10 +178,8 @@ class LlaraModel(nn.Module):
         return tokens.encode(self, rows, mode or self.prompt_mode, padding_side)
 
     def encode_training(self, rows: Sequence[Mapping], mode: str | None = None) -> dict[str, torch.Tensor]:
-        """Prompt + answer + eos per row, right-padded, with ``labels`` set on the answer tokens only.
-
-        The label mask comes from the prompt length, so it does not depend on tokenizer internals.
-        """
+        """Prompt + answer + eos per row, right-padded, with ``labels`` set on the answer tokens only (the mask
+        comes from the prompt length, not from tokenizer internals)."""
         return tokens.encode(self, rows, mode or self.prompt_mode, "right", answers=True)
 
     def histories(self, rows: Sequence[Mapping]) -> torch.Tensor | None:
@@ -233,10 +206,8 @@ class LlaraModel(nn.Module):
         return self.gate(evidence.history_state(self.sr, evidence.require_history(history, "MoE-LoRA gates")))
 
     def gated(self, history: torch.Tensor | None) -> AbstractContextManager:
-        """Inside the block every MoE-LoRA layer mixes its experts with the weights of ``history``'s rows
-        (one row per batch row: the packed segments of a row share its weights); a no-op for plain LoRA.
-
-        ``forward`` and ``score_answers`` enter it themselves; callers of ``llm`` directly (prefill,
+        """Inside the block every MoE-LoRA layer mixes its experts with the weights of ``history``'s rows (a
+        no-op for plain LoRA); ``forward`` and ``score_answers`` enter it, direct callers of ``llm`` (prefill,
         decoding with a cache) wrap their calls in it."""
         if self.mixture is None:
             return nullcontext()
@@ -280,19 +251,13 @@ class LlaraModel(nn.Module):
         scored_candidates: torch.Tensor | None = None,
     ) -> AnswerScores:
         """Summed log-probabilities and token counts ``[B, C]`` of the packed answers, in one forward pass;
-        with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdict scores too, plus
-        the SR prior of ``candidate_items`` ``[B, C]`` when the model has one (:meth:`prior`).
-
-        The vocabulary projection runs only at the positions that predict a scored token, and with
-        ``scored_candidates`` (``[B, C]`` booleans) only for those candidates: the others' summed
-        log-probabilities are then 0 (their counts stay right). Verdict training needs only the target's.
-        """
+        with ``verdict_positions`` ``[B, C]`` (each answer's last position), their verdicts too, plus the SR
+        prior of ``candidate_items`` when the model has one. The output head runs only where a scored token is
+        predicted, and with ``scored_candidates`` (``[B, C]`` booleans) only for those candidates (the others'
+        sums are 0, their counts right): verdict training needs only the target's."""
         embeds = self.input_embeddings(input_ids, behavior_ids, history)
-        mask = torch.zeros(attention_mask.shape, dtype=embeds.dtype, device=embeds.device)
-        mask = mask.masked_fill(~attention_mask.bool(), torch.finfo(embeds.dtype).min)
-        decoder = self.llm.get_decoder()
         with self.gated(history), self.lora_in_autocast_dtype():
-            hidden = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False)[0]
+            hidden = heads.packed_hidden(self.llm.get_decoder(), embeds, attention_mask, position_ids)
         return heads.packed_scores(
             self, hidden, score_positions, score_targets, score_segments, history, verdict_positions, candidate_items,
             scored_candidates,
