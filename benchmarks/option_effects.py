@@ -109,15 +109,22 @@ def run(stage: Path, val_data: Path, out: Path, recipes: list[str], arms: dict[s
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """The command line every comparison of arms shares: the stage, the validation data, the output folder,
+    the recipes and the rows compared."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage", type=Path, required=True, help="a finished training stage folder (config.yaml)")
     parser.add_argument("--val-data", type=Path, required=True, help="prepared folder with data.val_windows > 1")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--recipes", default="quickstart,paper")
+    parser.add_argument("--rows", default="94:")
+    return parser
+
+
+def main() -> None:
+    parser = arguments(__doc__)
     parser.add_argument("--arm", action="append", required=True, help="NAME=key=value,...; the first: the reference")
     parser.add_argument("--common", default="", help="key=value,... overrides of every arm")
-    parser.add_argument("--rows", default="94:")
     args = parser.parse_args()
     arms = dict(parse_arm(text) for text in args.arm)
     summary = run(args.stage, args.val_data, args.out, args.recipes.split(","), arms, overrides(args.common), args.rows)

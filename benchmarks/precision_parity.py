@@ -12,11 +12,9 @@ overlaid. Finished trainings and evaluations in ``--out`` are reused. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-from option_effects import run
+from option_effects import arguments, run
 
 PRECISIONS = {
     "fp32": ["model.dtype=float32", "train.mixed_precision=no"],
@@ -25,13 +23,7 @@ PRECISIONS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", type=Path, required=True, help="a finished training stage folder (config.yaml)")
-    parser.add_argument("--val-data", type=Path, required=True, help="prepared folder with data.val_windows > 1")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--recipes", default="quickstart,paper")
-    parser.add_argument("--rows", default="94:")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     summary = run(args.stage, args.val_data, args.out, args.recipes.split(","), PRECISIONS, [], args.rows)
     print(json.dumps(summary, indent=2))
 

@@ -12,13 +12,12 @@ import torch
 
 from llara.config import DataConfig, SRConfig, same_settings
 from llara.errors import LlaraError
-from llara.sr.checkpoint import load_sr
 from llara.sr.evaluate import evaluate_sr
 from llara.sr.optim import ITEM_WEIGHTS, ItemRowsOptimizer, _with_decay, build_optimizer, uses_sparse_items
 from llara.sr.registry import MODELS, build_sr
 from llara.sr.train import Objective, train_sr
 
-from test_sr_train import interrupt_in_third_epoch
+from test_sr_train import assert_resume_is_exact
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +109,7 @@ def test_a_sparse_fit_learns_the_planted_pattern(successor_data, tmp_path) -> No
 def test_a_sparse_fit_resumes_exactly(loss: str, successor_data, tmp_path, monkeypatch) -> None:
     config = SRConfig(model="sasrec", loss=loss, negatives=8, item_updates="sparse", batch_size=32, max_epochs=4,
                       patience=4)
-    straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
-    interrupt_in_third_epoch(config, successor_data, tmp_path / "resumed", monkeypatch)
-    torch.manual_seed(123)
-    resumed = load_sr(train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False))
-    for name, tensor in straight.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    assert_resume_is_exact(config, successor_data, tmp_path, monkeypatch)
 
 
 def test_a_dense_fit_is_recorded_as_dense_and_full_softmax_stays_dense() -> None:

@@ -66,6 +66,17 @@ def interrupt_in_third_epoch(config: SRConfig, data: Path, out: Path, monkeypatc
     monkeypatch.setattr(train_module, "_run_epoch", real_epoch)
 
 
+def assert_resume_is_exact(config: SRConfig, data: Path, tmp_path: Path, monkeypatch) -> None:
+    """Train ``config`` straight and interrupted-then-resumed (into tmp_path/straight and /resumed): the
+    final weights are bitwise equal."""
+    straight = load_sr(train_sr(config, data, tmp_path / "straight", progress=False))
+    interrupt_in_third_epoch(config, data, tmp_path / "resumed", monkeypatch)
+    torch.manual_seed(123)  # the resumed run must restore every RNG it uses
+    resumed = load_sr(train_sr(config, data, tmp_path / "resumed", resume=True, progress=False))
+    for name, tensor in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+
+
 def test_resume_reaches_the_same_weights(successor_data, tmp_path, monkeypatch):
     config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4)
     straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
@@ -171,12 +182,7 @@ def test_softmax_and_gbce_learn_the_planted_pattern(loss, successor_data, tmp_pa
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_resume_is_exact_for_every_loss(loss, successor_data, tmp_path, monkeypatch):
     config = SRConfig(model="sasrec", batch_size=64, max_epochs=4, patience=4, **LOSSES[loss])
-    straight = load_sr(train_sr(config, successor_data, tmp_path / "straight", progress=False))
-    interrupt_in_third_epoch(config, successor_data, tmp_path / "resumed", monkeypatch)
-    torch.manual_seed(123)
-    resumed = load_sr(train_sr(config, successor_data, tmp_path / "resumed", resume=True, progress=False))
-    for name, tensor in straight.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], tensor, rtol=0, atol=0)
+    assert_resume_is_exact(config, successor_data, tmp_path, monkeypatch)
     with pytest.raises(LlaraError, match="finished run with other settings"):
         other = {"ce": {"loss": "gbce"}, "ce-sampled": {"negatives": 9}, "gbce": {"gbce_t": 0.5}}[loss]
         train_sr(config.model_copy(update=other), successor_data, tmp_path / "resumed", resume=True)

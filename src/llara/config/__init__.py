@@ -38,6 +38,7 @@ from llara.config.data import DataConfig
 from llara.config.eval import EvalConfig
 from llara.config.experiment import ExperimentConfig
 from llara.config.loading import (
+    changed_fields,
     deep_merge,
     describe_config,
     dump_config,
@@ -81,6 +82,7 @@ __all__ = [
     "TrainConfig",
     "VariantConfig",
     "VariantKind",
+    "changed_fields",
     "deep_merge",
     "describe_config",
     "dump_config",

@@ -23,12 +23,21 @@ from llara.errors import LlaraError
 M = TypeVar("M", bound=BaseModel)
 
 
+def changed_fields(saved: Mapping[str, Any], current: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]:
+    """The fields, sorted, whose value an earlier run saved differs from ``current``'s (both as
+    ``model_dump(mode="json")`` gives them): a field ``saved`` lacks (an option added by a later release)
+    counts as unchanged while ``current`` keeps its value in ``defaults``; one only ``saved`` has, as changed."""
+    return [
+        key
+        for key in sorted(set(saved) | set(current))
+        if key not in current or saved.get(key, defaults.get(key)) != current[key]
+    ]
+
+
 def same_settings(saved: Mapping[str, Any], current: BaseModel) -> bool:
-    """Whether a config an earlier run saved (``model_dump(mode="json")``) equals ``current``; a field the
-    saved one lacks (an option added by a later release) counts as equal while ``current`` keeps its default."""
-    now = current.model_dump(mode="json")
-    defaults = type(current)().model_dump(mode="json")
-    return set(saved) <= set(now) and all(saved.get(key, defaults[key]) == value for key, value in now.items())
+    """Whether a config an earlier run saved (``model_dump(mode="json")``) equals ``current``
+    (:func:`changed_fields`, with ``current``'s class defaults)."""
+    return not changed_fields(saved, current.model_dump(mode="json"), type(current)().model_dump(mode="json"))
 
 
 def parse_overrides(overrides: list[str], cls: type[BaseModel] | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import pandas as pd
 from llara.data.dataset import SAMPLE_COLUMNS
 from llara.data.domains import check_domain
 from llara.data.movielens import clean_title
-from llara.data.protocol import ProtocolParams, RowBatch, Samples, check_enough_items, rng_for, sample_frame
+from llara.data.protocol import ProtocolParams, RowBatch, Samples, check_enough_items, rng_for, sample_arrays
 from llara.errors import LlaraError
 from llara.safe_pickle import AllocationBudget, BudgetExceeded, HookedUnpickler, budget_for
 
@@ -391,7 +391,7 @@ def _split_frame(path: Path, split: str, num_items: int, params: ProtocolParams)
     rows = RowBatch(
         users=codes, targets=targets, offsets=np.r_[0, np.cumsum(lengths)].astype(np.int32), values=_concat(histories)
     )
-    samples = sample_frame(rows, names, seen, num_items, params, rng_for(params.seed, split))
+    samples = sample_arrays(rows, names, seen, num_items, params, rng_for(params.seed, split)).to_frame()
     return samples, len(frame) - len(samples)
 
 

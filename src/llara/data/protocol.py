@@ -348,18 +348,6 @@ def sample_arrays(
     )
 
 
-def sample_frame(
-    rows: RowBatch,
-    users: np.ndarray,
-    seen: np.ndarray,
-    num_items: int,
-    params: ProtocolParams,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    """:func:`sample_arrays` as a DataFrame: user names, histories, shuffled candidates, targets."""
-    return sample_arrays(rows, users, seen, num_items, params, rng).to_frame()
-
-
 def draw_negatives(
     row_users: np.ndarray, seen: np.ndarray, num_items: int, k: int, rng: np.random.Generator
 ) -> np.ndarray:

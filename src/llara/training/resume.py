@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llara.config import ExperimentConfig, ModelConfig, TrainConfig
+from llara.config import ExperimentConfig, ModelConfig, TrainConfig, changed_fields
 from llara.training.outputs import non_model_fields
 
 
@@ -23,6 +23,5 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [
         f"{section}.{key}"
         for section in sorted(set(old) | set(new))
-        for key in sorted(set(old.get(section, {})) | set(new.get(section, {})))
-        if old.get(section, {}).get(key, defaults.get(section, {}).get(key)) != new.get(section, {}).get(key)
+        for key in changed_fields(old.get(section, {}), new.get(section, {}), defaults.get(section, {}))
     ]
